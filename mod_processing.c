@@ -1,0 +1,1048 @@
+/* Licensed to the Apache Software Foundation (ASF) under one or more
+ * contributor license agreements.  The ASF licenses this file to You
+ * under the Apache License, Version 2.0 (the "License"); you may not
+ * use this file except in compliance with the License.  You may obtain
+ * a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/*
+ * mod_processing: send "HTTP/1.1 102 Processing" interim responses while a
+ * handler runs for a long time, so that proxies, CDNs and clients do not
+ * give up on a silent connection.
+ *
+ * Threads.  A worker thread runs the handler; one watchdog thread per child
+ * sends the 102s.  The watchdog never touches memory the worker uses: it
+ * works on the module's own per-connection record (under proc_mutex), on
+ * a private shadow request/connection whose pool, bucket allocator and
+ * only output filter are its own, on the socket's file descriptor with a
+ * non-blocking send(), and, for TLS, on the connection's SSL object with a
+ * private memory BIO while the worker provably does no I/O on it.
+ *
+ * The gate.  Every byte the worker writes (and, for TLS, every read) passes
+ * a connection filter that, when the record is armed, disarms it under the
+ * mutex and first writes any unsent remainder of a 102.  So no 102 can
+ * follow or interleave with the final response.
+ *
+ * See README.md ("How it works") for the full story.
+ */
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_filter.h"
+#include "mod_ssl.h"
+
+#include "apr_lib.h"
+#include "apr_strings.h"
+#include "apr_thread_cond.h"
+#include "apr_thread_mutex.h"
+#include "apr_thread_proc.h"
+#include "apr_optional_hooks.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+module AP_MODULE_DECLARE_DATA processing_module;
+
+/* mod_ssl's optional hook, declared here as in mod_ssl_openssl.h, which is
+ * not installed by every distribution.  mod_ssl runs it for each new TLS
+ * connection; without mod_ssl it is simply never called. */
+APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
+                          (conn_rec *c, SSL *ssl, int is_proxy))
+
+#define UNSET -1
+
+#define PROC_DEFAULT_INTERVAL   apr_time_from_sec(20)
+#define PROC_DEFAULT_MAX_COUNT  5
+#define PROC_MIN_INTERVAL       apr_time_from_msec(100)
+#define PROC_MAX_DURATION       apr_time_from_sec(3600)
+#define PROC_MAX_COUNT_LIMIT    1000
+
+/* The interim response as httpd formats it; used only if the shadow request
+ * could not be built (see proc_wd_emit_interim). */
+#define PROC_INTERIM_BYTES      "HTTP/1.1 102 Processing\r\n\r\n"
+
+/* Room for one 102 as sent: 28 bytes in clear, or one TLS record around
+ * them (at most ~100 bytes for TLS 1.2 CBC with SHA-384, ~60 for GCM and
+ * TLS 1.3) plus, rarely, a TLS 1.3 KeyUpdate OpenSSL had queued. */
+#define PROC_PENDING_MAX        512
+#define PROC_LOG_ID_MAX         32
+
+#define PROC_NOT_QUEUED         ((apr_size_t)-1)
+#define PROC_NEVER              APR_INT64_MAX
+
+/* Per-directory configuration; every field UNSET until configured. */
+typedef struct {
+    int enabled;                    /* Processing On|Off */
+    apr_interval_time_t interval;   /* ProcessingInterval */
+    apr_interval_time_t delay;      /* ProcessingDelay (default: interval) */
+    int max_count;                  /* ProcessingMaxCount, 0 = no limit */
+    apr_interval_time_t max_time;   /* ProcessingMaxTime, 0 = no limit */
+} proc_dir_cfg;
+
+/* Per-connection record, allocated once from c->pool on first need and
+ * reused by every request on the connection (HTTP/1.1 runs one at a time).
+ *
+ * Ownership: fields marked [mutex] are shared with the watchdog and only
+ * touched with proc_mutex held.  Fields marked [worker] belong to the worker
+ * thread; the watchdog never reads them.  [arm] fields are written by the
+ * worker before the record is queued (under the mutex, which publishes them)
+ * and only read afterwards. */
+typedef struct proc_conn {
+    int armed;                      /* [worker writes, under mutex] 102s may
+                                     * be sent; only the worker changes it */
+    apr_size_t heap_idx;            /* [mutex] index in the deadline heap */
+    apr_time_t due;                 /* [mutex] when the next 102 is due */
+    int sent;                       /* [mutex] complete 102s this request */
+    int dead;                       /* [mutex] a send failed: stop */
+    apr_size_t pending_off;         /* [mutex] bytes of pending[] written */
+    apr_size_t pending_len;         /* [mutex] bytes in pending[] */
+    unsigned char pending[PROC_PENDING_MAX]; /* [mutex] unsent 102 bytes */
+
+    apr_os_sock_t fd;               /* [arm] the client socket */
+    SSL *ssl;                       /* [arm] mod_ssl's SSL, NULL if plain */
+    int proto_num;                  /* [arm] copy of r->proto_num */
+    apr_interval_time_t interval;   /* [arm] effective settings */
+    int max_count;                  /* [arm] 0 = no limit */
+    apr_time_t stop_at;             /* [arm] no 102 due after this */
+    server_rec *s;                  /* [arm] config memory, for logging */
+    long conn_id;                   /* [arm] c->id, for logging */
+    char log_id[PROC_LOG_ID_MAX];   /* [arm] copy of r->log_id */
+
+    conn_rec *c;                    /* [worker] */
+    request_rec *r;                 /* [worker] request armed or waiting */
+    int gates_added;                /* [worker] gate filters installed */
+} proc_conn;
+
+/* The watchdog of this child process. */
+typedef struct {
+    apr_thread_mutex_t *mutex;      /* guards the records and this struct */
+    apr_thread_cond_t *wakeup;      /* signalled when the earliest due time
+                                     * moves earlier, or to stop */
+    apr_thread_t *thread;
+    int running;                    /* [mutex] cleared to stop the thread */
+    apr_time_t sleep_until;         /* [mutex] what the thread waits for */
+    proc_conn **heap;               /* [mutex] min-heap on due time */
+    apr_size_t heap_len;            /* [mutex] */
+    apr_size_t heap_cap;            /* [mutex] */
+
+    /* Below: touched by the watchdog thread only. */
+    apr_pool_t *pool;               /* own allocator: shadow request */
+    apr_pool_t *send_pool;          /* cleared after each send */
+    request_rec *shadow_r;
+    conn_rec *shadow_c;
+    ap_filter_t *writer;            /* shadow_c's only output filter */
+    BIO *tls_out;                   /* memory BIO for TLS records */
+} proc_watchdog;
+
+static proc_watchdog proc_wd;
+static ap_filter_rec_t *proc_body_filter_handle;
+static ap_filter_rec_t *proc_gate_out_handle;
+static ap_filter_rec_t *proc_gate_in_handle;
+static ap_filter_rec_t *proc_writer_handle;
+
+/* ------------------------------------------------------------------ */
+/* Configuration values in effect                                     */
+
+static apr_interval_time_t proc_interval(const proc_dir_cfg *cfg)
+{
+    return cfg->interval == UNSET ? PROC_DEFAULT_INTERVAL : cfg->interval;
+}
+
+static apr_interval_time_t proc_delay(const proc_dir_cfg *cfg)
+{
+    return cfg->delay == UNSET ? proc_interval(cfg) : cfg->delay;
+}
+
+static int proc_max_count(const proc_dir_cfg *cfg)
+{
+    return cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT : cfg->max_count;
+}
+
+static apr_interval_time_t proc_max_time(const proc_dir_cfg *cfg)
+{
+    return cfg->max_time == UNSET ? 0 : cfg->max_time;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deadline heap (caller holds proc_wd.mutex)                         */
+
+static void proc_heap_place(apr_size_t i, proc_conn *pc)
+{
+    proc_wd.heap[i] = pc;
+    pc->heap_idx = i;
+}
+
+static void proc_heap_sift_up(apr_size_t i)
+{
+    proc_conn *pc = proc_wd.heap[i];
+
+    while (i > 0) {
+        apr_size_t parent = (i - 1) / 2;
+        if (proc_wd.heap[parent]->due <= pc->due) {
+            break;
+        }
+        proc_heap_place(i, proc_wd.heap[parent]);
+        i = parent;
+    }
+    proc_heap_place(i, pc);
+}
+
+static void proc_heap_sift_down(apr_size_t i)
+{
+    proc_conn *pc = proc_wd.heap[i];
+
+    for (;;) {
+        apr_size_t child = 2 * i + 1;
+        if (child >= proc_wd.heap_len) {
+            break;
+        }
+        if (child + 1 < proc_wd.heap_len
+            && proc_wd.heap[child + 1]->due < proc_wd.heap[child]->due) {
+            child++;
+        }
+        if (pc->due <= proc_wd.heap[child]->due) {
+            break;
+        }
+        proc_heap_place(i, proc_wd.heap[child]);
+        i = child;
+    }
+    proc_heap_place(i, pc);
+}
+
+/* Grows the array with realloc (thread-safe, unlike pools); the heap only
+ * grows to the child's peak of concurrently armed requests. */
+static int proc_heap_push(proc_conn *pc)
+{
+    if (proc_wd.heap_len == proc_wd.heap_cap) {
+        apr_size_t cap = proc_wd.heap_cap ? 2 * proc_wd.heap_cap : 64;
+        proc_conn **heap = realloc(proc_wd.heap, cap * sizeof(*heap));
+        if (!heap) {
+            return 0;
+        }
+        proc_wd.heap = heap;
+        proc_wd.heap_cap = cap;
+    }
+    proc_heap_place(proc_wd.heap_len++, pc);
+    proc_heap_sift_up(pc->heap_idx);
+    return 1;
+}
+
+static void proc_heap_remove(proc_conn *pc)
+{
+    apr_size_t i = pc->heap_idx;
+    proc_conn *last;
+
+    if (i == PROC_NOT_QUEUED) {
+        return;
+    }
+    pc->heap_idx = PROC_NOT_QUEUED;
+    last = proc_wd.heap[--proc_wd.heap_len];
+    if (last != pc) {
+        proc_heap_place(i, last);
+        proc_heap_sift_down(i);
+        proc_heap_sift_up(last->heap_idx);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Watchdog thread: everything here runs on it, with the mutex held.  */
+/* It reads and writes only proc_wd, the [mutex] and [arm] fields of  */
+/* records, the socket fd and (TLS) the SSL with a private BIO.       */
+
+/* Appends the clear-text bytes of an interim response to pc->pending,
+ * encrypted as one TLS record when the connection is TLS.  Returns 0 when
+ * the bytes cannot be produced; the record is then dead. */
+static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
+{
+    BIO *saved;
+    int n, out;
+
+    if (!pc->ssl) {
+        if (len > sizeof(pc->pending) - pc->pending_len) {
+            return 0;
+        }
+        memcpy(pc->pending + pc->pending_len, data, len);
+        pc->pending_len += len;
+        return 1;
+    }
+    if (SSL_get_shutdown(pc->ssl) != 0) {
+        return 0;
+    }
+
+    /* Swap mod_ssl's write BIO for our memory BIO just for this SSL_write.
+     * One extra reference on each keeps both alive across the two
+     * SSL_set0_wbio() calls, each of which drops one reference. */
+    saved = SSL_get_wbio(pc->ssl);
+    BIO_up_ref(saved);
+    BIO_up_ref(proc_wd.tls_out);
+    SSL_set0_wbio(pc->ssl, proc_wd.tls_out);
+    n = SSL_write(pc->ssl, data, (int)len);
+    SSL_set0_wbio(pc->ssl, saved);
+
+    if (n != (int)len) {
+        ERR_clear_error();
+        (void)BIO_reset(proc_wd.tls_out);
+        return 0;
+    }
+    if ((apr_size_t)BIO_ctrl_pending(proc_wd.tls_out)
+        > sizeof(pc->pending) - pc->pending_len) {
+        /* Cannot happen for a 28-byte record; if it did, the TLS stream is
+         * now out of step and the connection cannot be saved. */
+        (void)BIO_reset(proc_wd.tls_out);
+        return 0;
+    }
+    out = BIO_read(proc_wd.tls_out, pc->pending + pc->pending_len,
+                   (int)(sizeof(pc->pending) - pc->pending_len));
+    if (out > 0) {
+        pc->pending_len += out;
+    }
+    return 1;
+}
+
+/* The transport writer: the only output filter of the shadow connection.
+ * ap_send_interim_response() on the shadow request ends here; nothing it
+ * touches belongs to a worker. */
+static apr_status_t proc_writer_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    proc_conn *pc = f->ctx;
+    char buf[128];
+    apr_size_t len = sizeof(buf);
+    apr_status_t rv;
+
+    rv = apr_brigade_flatten(bb, buf, &len);
+    apr_brigade_cleanup(bb);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (len > 0 && !proc_wd_encode(pc, buf, len)) {
+        pc->dead = 1;
+    }
+    return APR_SUCCESS;
+}
+
+/* Builds one 102 for pc into pc->pending.  httpd formats it and applies its
+ * protocol rules on the shadow request; the constant bytes are the fallback
+ * if the shadow could not be set up at child start. */
+static void proc_wd_emit_interim(proc_conn *pc)
+{
+    if (proc_wd.shadow_r) {
+        proc_wd.shadow_r->proto_num = pc->proto_num;
+        proc_wd.writer->ctx = pc;
+        ap_send_interim_response(proc_wd.shadow_r, 0);
+        proc_wd.writer->ctx = NULL;
+        apr_pool_clear(proc_wd.send_pool);
+    }
+    else if (!proc_wd_encode(pc, PROC_INTERIM_BYTES,
+                             sizeof(PROC_INTERIM_BYTES) - 1)) {
+        pc->dead = 1;
+    }
+}
+
+/* Writes what it can of pc->pending without blocking. */
+static void proc_wd_flush_pending(proc_conn *pc)
+{
+    while (pc->pending_off < pc->pending_len) {
+        ssize_t n = send(pc->fd, pc->pending + pc->pending_off,
+                         pc->pending_len - pc->pending_off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            pc->pending_off += n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* Clear text not yet started is simply skipped this tick; TLS
+             * bytes already advanced the record sequence and must go out
+             * later (next tick, or the gate). */
+            if (!pc->ssl && pc->pending_off == 0) {
+                pc->pending_len = 0;
+            }
+            ap_log_error(APLOG_MARK, APLOG_TRACE2, 0, pc->s,
+                         "102 for connection %ld request %s would block; "
+                         "retrying next tick", pc->conn_id, pc->log_id);
+            return;
+        }
+        pc->dead = 1;
+        /* A client that went away is normal: never an error-level line. */
+        ap_log_error(APLOG_MARK, APLOG_TRACE1, errno, pc->s,
+                     "102 for connection %ld request %s not sent; "
+                     "no more for this request", pc->conn_id, pc->log_id);
+        return;
+    }
+    if (pc->pending_len > 0) {
+        pc->sent++;
+        pc->pending_off = pc->pending_len = 0;
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, pc->s,
+                     "sent 102 Processing #%d on connection %ld, request %s",
+                     pc->sent, pc->conn_id, pc->log_id);
+    }
+}
+
+/* One due record: finish or start a 102, then requeue it or let it go. */
+static void proc_wd_service(proc_conn *pc, apr_time_t now)
+{
+    if (pc->pending_len == 0) {
+        proc_wd_emit_interim(pc);
+    }
+    if (!pc->dead) {
+        proc_wd_flush_pending(pc);
+    }
+
+    /* Next tick on the schedule (armed + delay + k * interval), skipping
+     * ticks missed while the machine was busy. */
+    do {
+        pc->due += pc->interval;
+    } while (pc->due <= now);
+
+    if (pc->dead) {
+        pc->pending_len = pc->pending_off = 0;
+        proc_heap_remove(pc);
+    }
+    else if (pc->pending_len == 0
+             && ((pc->max_count && pc->sent >= pc->max_count)
+                 || pc->due > pc->stop_at)) {
+        proc_heap_remove(pc);
+    }
+    else {
+        proc_heap_sift_down(pc->heap_idx);
+    }
+}
+
+/* Signals reach a process on any thread that does not block them; prefork
+ * children handle SIGTERM by exiting from the handler, which must never run
+ * here. */
+static void proc_wd_block_signals(void)
+{
+    sigset_t all;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
+{
+    proc_wd_block_signals();
+
+    apr_thread_mutex_lock(proc_wd.mutex);
+    while (proc_wd.running) {
+        apr_time_t now = apr_time_now();
+
+        while (proc_wd.heap_len > 0 && proc_wd.heap[0]->due <= now) {
+            proc_wd_service(proc_wd.heap[0], now);
+        }
+        if (proc_wd.heap_len == 0) {
+            /* Nothing armed: sleep until an arm signals.  An idle server
+             * never wakes this thread. */
+            proc_wd.sleep_until = PROC_NEVER;
+            apr_thread_cond_wait(proc_wd.wakeup, proc_wd.mutex);
+        }
+        else {
+            proc_wd.sleep_until = proc_wd.heap[0]->due;
+            apr_thread_cond_timedwait(proc_wd.wakeup, proc_wd.mutex,
+                                      proc_wd.heap[0]->due - now);
+        }
+        proc_wd.sleep_until = 0;
+    }
+    apr_thread_mutex_unlock(proc_wd.mutex);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Watchdog lifecycle (child process)                                 */
+
+/* The shadow request the watchdog passes to ap_send_interim_response().
+ * ap_send_interim_response() reads proto_num, status, status_line, pool,
+ * headers_out (only to send headers, which we never ask) and
+ * connection->output_filters and ->bucket_alloc; all of them are ours. */
+static apr_status_t proc_wd_make_shadow(void)
+{
+    apr_allocator_t *allocator;
+    apr_status_t rv;
+
+    rv = apr_allocator_create(&allocator);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = apr_pool_create_ex(&proc_wd.pool, NULL, NULL, allocator);
+    if (rv != APR_SUCCESS) {
+        apr_allocator_destroy(allocator);
+        return rv;
+    }
+    apr_allocator_owner_set(allocator, proc_wd.pool);
+    apr_pool_tag(proc_wd.pool, "processing_watchdog");
+    rv = apr_pool_create(&proc_wd.send_pool, proc_wd.pool);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+
+    proc_wd.shadow_c = apr_pcalloc(proc_wd.pool, sizeof(conn_rec));
+    proc_wd.shadow_c->pool = proc_wd.pool;
+    proc_wd.shadow_c->base_server = ap_server_conf;
+    proc_wd.shadow_c->bucket_alloc = apr_bucket_alloc_create_ex(allocator);
+
+    proc_wd.writer = apr_pcalloc(proc_wd.pool, sizeof(ap_filter_t));
+    proc_wd.writer->frec = proc_writer_handle;
+    proc_wd.writer->c = proc_wd.shadow_c;
+    proc_wd.shadow_c->output_filters = proc_wd.writer;
+
+    proc_wd.shadow_r = apr_pcalloc(proc_wd.pool, sizeof(request_rec));
+    proc_wd.shadow_r->pool = proc_wd.send_pool;
+    proc_wd.shadow_r->connection = proc_wd.shadow_c;
+    proc_wd.shadow_r->server = ap_server_conf;
+    proc_wd.shadow_r->status = HTTP_PROCESSING;
+    proc_wd.shadow_r->status_line = "102 Processing";
+    proc_wd.shadow_r->headers_out = apr_table_make(proc_wd.pool, 1);
+    return APR_SUCCESS;
+}
+
+static apr_status_t proc_wd_stop(void *data)
+{
+    apr_status_t rv;
+
+    if (!proc_wd.thread) {
+        return APR_SUCCESS;
+    }
+    apr_thread_mutex_lock(proc_wd.mutex);
+    proc_wd.running = 0;
+    apr_thread_cond_signal(proc_wd.wakeup);
+    apr_thread_mutex_unlock(proc_wd.mutex);
+    apr_thread_join(&rv, proc_wd.thread);
+    proc_wd.thread = NULL;
+
+    free(proc_wd.heap);
+    proc_wd.heap = NULL;
+    proc_wd.heap_len = proc_wd.heap_cap = 0;
+    if (proc_wd.tls_out) {
+        BIO_free(proc_wd.tls_out);
+        proc_wd.tls_out = NULL;
+    }
+    if (proc_wd.pool) {
+        apr_pool_destroy(proc_wd.pool);
+        proc_wd.pool = NULL;
+        proc_wd.shadow_r = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static void proc_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_status_t rv;
+
+    memset(&proc_wd, 0, sizeof(proc_wd));
+    rv = apr_thread_mutex_create(&proc_wd.mutex, APR_THREAD_MUTEX_DEFAULT,
+                                 pchild);
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_cond_create(&proc_wd.wakeup, pchild);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "cannot create the watchdog's mutex; "
+                     "no 102 Processing will be sent");
+        proc_wd.mutex = NULL;
+        return;
+    }
+    if (proc_wd_make_shadow() != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "cannot build the shadow request; "
+                     "sending constant 102 bytes instead");
+        proc_wd.shadow_r = NULL;
+    }
+    proc_wd.tls_out = BIO_new(BIO_s_mem());
+    proc_wd.running = 1;
+    proc_wd.sleep_until = PROC_NEVER;
+
+    /* Stopped in a pre-cleanup of the child pool: it runs after the MPM's
+     * workers have finished (so long requests keep their 102s through a
+     * graceful restart or stop) and before any sub-pool holding records
+     * is destroyed. */
+    rv = ap_thread_create(&proc_wd.thread, NULL, proc_wd_main, NULL, pchild);
+    if (rv != APR_SUCCESS || !proc_wd.tls_out) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                     "cannot start the watchdog thread; "
+                     "no 102 Processing will be sent");
+        proc_wd.thread = NULL;
+        proc_wd.mutex = NULL;
+        return;
+    }
+    apr_pool_pre_cleanup_register(pchild, NULL, proc_wd_stop);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "watchdog thread started");
+}
+
+/* ------------------------------------------------------------------ */
+/* Worker side: arm and disarm                                        */
+
+static proc_conn *proc_conn_get(conn_rec *c)
+{
+    proc_conn *pc = ap_get_module_config(c->conn_config, &processing_module);
+
+    if (!pc) {
+        pc = apr_pcalloc(c->pool, sizeof(*pc));
+        pc->heap_idx = PROC_NOT_QUEUED;
+        pc->c = c;
+        pc->fd = -1;
+        ap_set_module_config(c->conn_config, &processing_module, pc);
+    }
+    return pc;
+}
+
+/* Writes the remainder of a 102 the watchdog could not finish, blocking
+ * (with the connection's Timeout) in the worker thread, before any other
+ * byte of the connection. */
+static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
+                                 apr_size_t len)
+{
+    apr_socket_t *sock = ap_get_conn_socket(pc->c);
+
+    while (len > 0) {
+        apr_size_t n = len;
+        apr_status_t rv = apr_socket_send(sock, (const char *)buf, &n);
+        buf += n;
+        len -= n;
+        if (rv != APR_SUCCESS) {
+            ap_log_cerror(APLOG_MARK, APLOG_TRACE1, rv, pc->c,
+                          "cannot complete a 102 Processing");
+            return;
+        }
+    }
+}
+
+/* Stops 102s for the current request.  Called by the gates (first byte of
+ * any output, or TLS input) and by the request pool cleanup.  Once
+ * pc->armed is 0 under the mutex the watchdog never touches pc again. */
+static void proc_disarm(proc_conn *pc, const char *why)
+{
+    unsigned char rest[PROC_PENDING_MAX];
+    apr_size_t rest_len;
+    int sent;
+
+    apr_thread_mutex_lock(proc_wd.mutex);
+    pc->armed = 0;
+    proc_heap_remove(pc);
+    rest_len = pc->pending_len - pc->pending_off;
+    memcpy(rest, pc->pending + pc->pending_off, rest_len);
+    pc->pending_len = pc->pending_off = 0;
+    sent = pc->sent + (rest_len > 0);
+    apr_thread_mutex_unlock(proc_wd.mutex);
+
+    if (rest_len > 0) {
+        proc_write_remainder(pc, rest, rest_len);
+    }
+    if (pc->r) {
+        apr_table_setn(pc->r->notes, "processing-sent",
+                       apr_itoa(pc->r->pool, sent));
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, pc->r,
+                      "disarmed (%s) after %d 102 Processing", why, sent);
+    }
+}
+
+/* The output gate: a connection filter above mod_ssl's.  Armed: disarm
+ * first, then let the bytes through.  Not armed: one branch. */
+static apr_status_t proc_gate_out(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    proc_conn *pc = f->ctx;
+
+    if (pc->armed) {
+        proc_disarm(pc, "response started");
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+/* The input gate, TLS only: mod_ssl's SSL_read may not run while the
+ * watchdog could be in SSL_write on the same SSL. */
+static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
+                                 ap_input_mode_t mode,
+                                 apr_read_type_e block, apr_off_t readbytes)
+{
+    proc_conn *pc = f->ctx;
+
+    if (pc->armed) {
+        proc_disarm(pc, "connection read");
+    }
+    return ap_get_brigade(f->next, bb, mode, block, readbytes);
+}
+
+static apr_status_t proc_request_cleanup(void *data)
+{
+    proc_conn *pc = data;
+
+    if (pc->armed) {
+        pc->r = NULL;       /* the request is going away: no note, no log */
+        proc_disarm(pc, "request ended");
+    }
+    pc->r = NULL;
+    return APR_SUCCESS;
+}
+
+/* Bytes of an earlier response may still sit in the core output filter
+ * (pipelining) or in mod_ssl's buffers; push them out now, in the worker,
+ * so that a raw 102 can never overtake them. */
+static void proc_flush_connection(request_rec *r, proc_conn *pc)
+{
+    conn_rec *c = r->connection;
+    apr_bucket_brigade *bb;
+
+    if (!pc->ssl && !c->data_in_output_filters) {
+        return;
+    }
+    bb = apr_brigade_create(r->pool, c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
+    ap_pass_brigade(c->output_filters, bb);
+    apr_brigade_destroy(bb);
+}
+
+/* The gates go in on the connection's first arm and stay for its life, so
+ * a connection that never arms carries no filter of ours.  Passing r lets
+ * httpd relink the request's filter chain to the new head. */
+static void proc_add_gates(request_rec *r, proc_conn *pc)
+{
+    if (pc->gates_added) {
+        return;
+    }
+    ap_add_output_filter_handle(proc_gate_out_handle, pc, r, r->connection);
+    if (pc->ssl) {
+        ap_add_input_filter_handle(proc_gate_in_handle, pc, r,
+                                   r->connection);
+    }
+    pc->gates_added = 1;
+}
+
+static void proc_copy_log_id(request_rec *r, proc_conn *pc)
+{
+    if (!r->log_id && APLOGrdebug(r)) {
+        ap_run_generate_log_id(r->connection, r, &r->log_id);
+    }
+    apr_cpystrn(pc->log_id, r->log_id ? r->log_id : "-",
+                sizeof(pc->log_id));
+}
+
+/* The request is fully received and its handler runs: start the clock. */
+static void proc_arm(request_rec *r, proc_conn *pc)
+{
+    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
+                                                   &processing_module);
+    apr_interval_time_t delay = proc_delay(cfg);
+    apr_interval_time_t max_time = proc_max_time(cfg);
+    apr_time_t now;
+    int queued;
+
+    proc_flush_connection(r, pc);
+    proc_add_gates(r, pc);
+    if (apr_os_sock_get(&pc->fd, ap_get_conn_socket(r->connection))
+        != APR_SUCCESS) {
+        return;
+    }
+    pc->proto_num = r->proto_num;
+    pc->interval = proc_interval(cfg);
+    pc->max_count = proc_max_count(cfg);
+    pc->s = r->server;
+    pc->conn_id = r->connection->id;
+    proc_copy_log_id(r, pc);
+
+    now = apr_time_now();
+    apr_thread_mutex_lock(proc_wd.mutex);
+    pc->sent = 0;
+    pc->dead = 0;
+    pc->pending_len = pc->pending_off = 0;
+    pc->due = now + delay;
+    pc->stop_at = max_time ? now + max_time : PROC_NEVER;
+    queued = proc_heap_push(pc);
+    pc->armed = queued;
+    /* Wake the watchdog only if it sleeps toward a later time: a request
+     * that ends before its first 102 then costs no context switch. */
+    if (queued && pc->due < proc_wd.sleep_until) {
+        apr_thread_cond_signal(proc_wd.wakeup);
+    }
+    apr_thread_mutex_unlock(proc_wd.mutex);
+
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                  "armed: first 102 in %" APR_TIME_T_FMT "ms, then every %"
+                  APR_TIME_T_FMT "ms, at most %d%s",
+                  apr_time_as_msec(delay), apr_time_as_msec(pc->interval),
+                  pc->max_count, queued ? "" : " (out of memory: not armed)");
+}
+
+/* Request input filter above HTTP_IN: arms when the body reaches EOS. */
+static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                     ap_input_mode_t mode,
+                                     apr_read_type_e block,
+                                     apr_off_t readbytes)
+{
+    apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    apr_bucket *e;
+
+    if (rv != APR_SUCCESS || mode == AP_MODE_SPECULATIVE) {
+        return rv;
+    }
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+         e = APR_BUCKET_NEXT(e)) {
+        if (APR_BUCKET_IS_EOS(e)) {
+            proc_conn *pc = f->ctx;
+            ap_remove_input_filter(f);
+            if (pc->r == f->r && !pc->armed) {
+                proc_arm(f->r, pc);
+            }
+            break;
+        }
+    }
+    return rv;
+}
+
+/* Why r must never get a 102, or NULL if it may. */
+static const char *proc_ineligible(request_rec *r)
+{
+    if (r->main) {
+        return "subrequest";
+    }
+    if (r->connection->master) {
+        return "HTTP/2 stream";
+    }
+    if (r->proto_num < HTTP_VERSION(1, 1)) {
+        return "HTTP/1.0 client";
+    }
+    if (r->method_number == M_CONNECT) {
+        return "CONNECT";
+    }
+    if (apr_table_get(r->headers_in, "Upgrade")) {
+        return "Upgrade request";
+    }
+    if (apr_table_get(r->subprocess_env, "no-processing")) {
+        return "no-processing set";
+    }
+    return NULL;
+}
+
+/* Runs first among handlers and always declines: the handler is about to
+ * start, so the request may be armed now or once its body is read. */
+static int proc_handler(request_rec *r)
+{
+    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
+                                                   &processing_module);
+    const char *why;
+    proc_conn *pc;
+
+    if (cfg->enabled != 1 || !proc_wd.thread) {
+        return DECLINED;
+    }
+    if ((why = proc_ineligible(r)) != NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
+        return DECLINED;
+    }
+    pc = proc_conn_get(r->connection);
+    if (pc->r) {
+        /* An internal redirect: the original request already armed or
+         * waits for its body; its record covers this handler too. */
+        return DECLINED;
+    }
+    pc->r = r;
+    apr_pool_cleanup_register(r->pool, pc, proc_request_cleanup,
+                              apr_pool_cleanup_null);
+    apr_table_setn(r->notes, "processing-sent", "0");
+
+    if (ap_request_has_body(r)) {
+        ap_add_input_filter_handle(proc_body_filter_handle, pc, r,
+                                   r->connection);
+    }
+    else {
+        proc_arm(r, pc);
+    }
+    return DECLINED;
+}
+
+/* mod_ssl tells us each TLS connection's SSL (never for proxy backends). */
+static int proc_ssl_pre_handshake(conn_rec *c, SSL *ssl, int is_proxy)
+{
+    if (!is_proxy && !c->outgoing) {
+        proc_conn_get(c)->ssl = ssl;
+    }
+    return DECLINED;
+}
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                      */
+
+static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
+{
+    proc_dir_cfg *cfg = apr_palloc(p, sizeof(*cfg));
+
+    cfg->enabled = UNSET;
+    cfg->interval = UNSET;
+    cfg->delay = UNSET;
+    cfg->max_count = UNSET;
+    cfg->max_time = UNSET;
+    return cfg;
+}
+
+static void *proc_merge_dir_cfg(apr_pool_t *p, void *base_, void *add_)
+{
+    proc_dir_cfg *base = base_, *add = add_;
+    proc_dir_cfg *cfg = apr_palloc(p, sizeof(*cfg));
+
+    cfg->enabled = add->enabled != UNSET ? add->enabled : base->enabled;
+    cfg->interval = add->interval != UNSET ? add->interval : base->interval;
+    cfg->delay = add->delay != UNSET ? add->delay : base->delay;
+    cfg->max_count = add->max_count != UNSET ? add->max_count
+                                             : base->max_count;
+    cfg->max_time = add->max_time != UNSET ? add->max_time : base->max_time;
+    return cfg;
+}
+
+/* Parses a duration the way httpd does (ap_timeout_parameter_parse: plain
+ * seconds, or ms, s, mi, h) but strictly: httpd's parser ignores anything
+ * after the unit's first letters, which would let "5sx" or "2mix" pass. */
+static const char *proc_parse_duration(cmd_parms *cmd, const char *arg,
+                                       apr_interval_time_t min,
+                                       apr_interval_time_t max,
+                                       const char *range,
+                                       apr_interval_time_t *out)
+{
+    const char *unit = arg;
+    apr_interval_time_t v;
+
+    while (apr_isdigit(*unit)) {
+        unit++;
+    }
+    if (unit == arg
+        || (*unit && strcmp(unit, "s") && strcmp(unit, "ms")
+            && strcmp(unit, "mi") && strcmp(unit, "min")
+            && strcmp(unit, "h"))
+        || ap_timeout_parameter_parse(arg, &v, "s") != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a valid duration "
+                            "(a whole number with optional unit ms, s, mi "
+                            "or h; allowed %s)", cmd->cmd->name, arg, range);
+    }
+    if (v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is out of range "
+                            "(allowed %s)", cmd->cmd->name, arg, range);
+    }
+    *out = v;
+    return NULL;
+}
+
+static const char *proc_set_enabled(cmd_parms *cmd, void *dcfg, int flag)
+{
+    ((proc_dir_cfg *)dcfg)->enabled = flag;
+    return NULL;
+}
+
+static const char *proc_set_interval(cmd_parms *cmd, void *dcfg,
+                                     const char *arg)
+{
+    return proc_parse_duration(cmd, arg, PROC_MIN_INTERVAL,
+                               PROC_MAX_DURATION, "100ms to 1h",
+                               &((proc_dir_cfg *)dcfg)->interval);
+}
+
+static const char *proc_set_delay(cmd_parms *cmd, void *dcfg, const char *arg)
+{
+    return proc_parse_duration(cmd, arg, 0, PROC_MAX_DURATION, "0 to 1h",
+                               &((proc_dir_cfg *)dcfg)->delay);
+}
+
+static const char *proc_set_max_time(cmd_parms *cmd, void *dcfg,
+                                     const char *arg)
+{
+    return proc_parse_duration(cmd, arg, 0, PROC_MAX_DURATION,
+                               "0 (no limit) to 1h",
+                               &((proc_dir_cfg *)dcfg)->max_time);
+}
+
+static const char *proc_set_max_count(cmd_parms *cmd, void *dcfg,
+                                      const char *arg)
+{
+    const char *p;
+    apr_int64_t v;
+
+    for (p = arg; apr_isdigit(*p); p++) {
+        /* digits only: no sign, no junk */
+    }
+    if (p == arg || *p || p - arg > 6
+        || (v = apr_atoi64(arg)) > PROC_MAX_COUNT_LIMIT) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not allowed (a whole "
+                            "number from 0 (no limit) to %d)",
+                            cmd->cmd->name, arg, PROC_MAX_COUNT_LIMIT);
+    }
+    ((proc_dir_cfg *)dcfg)->max_count = (int)v;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Registration                                                       */
+
+static void proc_register_hooks(apr_pool_t *p)
+{
+    ap_hook_child_init(proc_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* First of all handlers, so that the clock covers whichever handler
+     * then takes the request (mod_dav, cgi, proxy, lua, ...). */
+    ap_hook_handler(proc_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    APR_OPTIONAL_HOOK(ssl, pre_handshake, proc_ssl_pre_handshake,
+                      NULL, NULL, APR_HOOK_MIDDLE);
+
+    /* Above HTTP_IN (AP_FTYPE_PROTOCOL): sees the body's EOS. */
+    proc_body_filter_handle =
+        ap_register_input_filter("PROCESSING_BODY", proc_body_filter, NULL,
+                                 AP_FTYPE_CONTENT_SET);
+    /* AP_FTYPE_CONNECTION sits above mod_ssl's coalesce (+4) and TLS (+5)
+     * filters and above CORE: every byte of the connection passes here. */
+    proc_gate_out_handle =
+        ap_register_output_filter("PROCESSING_GATE", proc_gate_out, NULL,
+                                  AP_FTYPE_CONNECTION);
+    proc_gate_in_handle =
+        ap_register_input_filter("PROCESSING_GATE", proc_gate_in, NULL,
+                                 AP_FTYPE_CONNECTION);
+    /* Never added to a real chain: the shadow connection's only filter. */
+    proc_writer_handle =
+        ap_register_output_filter("PROCESSING_WRITER", proc_writer_filter,
+                                  NULL, AP_FTYPE_NETWORK);
+}
+
+static const command_rec proc_cmds[] = {
+    AP_INIT_FLAG("Processing", proc_set_enabled, NULL, OR_FILEINFO,
+                 "On or Off: send 102 Processing while handlers run long "
+                 "(default Off)"),
+    AP_INIT_TAKE1("ProcessingInterval", proc_set_interval, NULL, OR_FILEINFO,
+                  "Time between 102 Processing responses, 100ms to 1h "
+                  "(default 20s)"),
+    AP_INIT_TAKE1("ProcessingDelay", proc_set_delay, NULL, OR_FILEINFO,
+                  "Time from the end of the request to the first 102, "
+                  "0 to 1h (default: the interval)"),
+    AP_INIT_TAKE1("ProcessingMaxCount", proc_set_max_count, NULL,
+                  OR_FILEINFO,
+                  "Most 102 responses per request, 0 (no limit) to 1000 "
+                  "(default 5)"),
+    AP_INIT_TAKE1("ProcessingMaxTime", proc_set_max_time, NULL, OR_FILEINFO,
+                  "Stop sending 102s after this long, 0 (no limit) to 1h "
+                  "(default 0)"),
+    {NULL}
+};
+
+AP_DECLARE_MODULE(processing) = {
+    STANDARD20_MODULE_STUFF,
+    proc_create_dir_cfg,        /* per-directory config creator */
+    proc_merge_dir_cfg,         /* per-directory config merger */
+    NULL,                       /* per-server config creator */
+    NULL,                       /* per-server config merger */
+    proc_cmds,                  /* command table */
+    proc_register_hooks         /* hook registration */
+};

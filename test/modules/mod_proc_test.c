@@ -1,0 +1,331 @@
+/* Licensed to the Apache Software Foundation (ASF) under one or more
+ * contributor license agreements.  See the NOTICE file distributed with
+ * this work for additional information regarding copyright ownership.
+ * The ASF licenses this file to You under the Apache License, Version 2.0
+ * (the "License"); you may not use this file except in compliance with
+ * the License.  You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/*
+ * mod_proc_test: the handler "proc-test" for mod_processing's test suite.
+ * It is a stand-in for a slow handler (DAV, CGI, a proxied backend) whose
+ * timing and output the tests control through the query string:
+ *
+ *   sleep=MS     sleep this long after the body was read (default 0)
+ *   status=N     final status (default 200); N >= 400 is returned from the
+ *                handler after the sleep, so httpd sends its error response
+ *   len=N        response body bytes of PT_PATTERN repeated (default 64)
+ *   read=0|1     read the request body to EOS before sleeping (default 1)
+ *   early=N      send the first N body bytes and flush before sleeping
+ *   interim=MS   send "103 Early Hints" MS into the sleep (default never)
+ *   cl=0|1       set Content-Length (default 1); 0 lets httpd chunk
+ *
+ * Request header "X-Sub: URI" first runs URI as a subrequest whose output
+ * becomes the start of the body. Response headers: X-Received (request body
+ * bytes read) and X-Received-Sum (their byte sum modulo 2^32).
+ */
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "http_log.h"
+#include "util_filter.h"
+#include "apr_lib.h"
+#include "apr_strings.h"
+#include "apr_time.h"
+
+#include <errno.h>
+
+module AP_MODULE_DECLARE_DATA proc_test_module;
+
+/* The tests know this pattern: body byte i is PT_PATTERN[i % 62]. */
+#define PT_PATTERN "0123456789abcdefghijklmnopqrstuvwxyz" \
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#define PT_PATTERN_LEN 62
+#define PT_MAX_LEN (64 * 1024 * 1024)
+#define PT_MAX_MS (10 * 60 * 1000)
+
+typedef struct {
+    apr_int64_t sleep_ms;   /* sleep after reading the body */
+    apr_int64_t status;     /* final status */
+    apr_int64_t len;        /* response body length */
+    apr_int64_t read;       /* read the request body first */
+    apr_int64_t early;      /* bytes sent and flushed before the sleep */
+    apr_int64_t interim_ms; /* when to send a 103, -1 = never */
+    apr_int64_t cl;         /* set Content-Length */
+} pt_args_t;
+
+/* Parse a decimal in [min, max]; junk, signs and overflow are rejected. */
+static int pt_parse_num(const char *s, apr_int64_t min, apr_int64_t max,
+                        apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t v;
+
+    if (!*s || !apr_isdigit(*s)) {
+        return 0;
+    }
+    errno = 0;
+    v = apr_strtoi64(s, &end, 10);
+    if (errno || *end || v < min || v > max) {
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static int pt_parse_args(request_rec *r, pt_args_t *a)
+{
+    char *args, *pair, *state, *eq;
+    apr_int64_t *slot;
+    apr_int64_t min, max;
+
+    a->sleep_ms = 0;
+    a->status = HTTP_OK;
+    a->len = 64;
+    a->read = 1;
+    a->early = 0;
+    a->interim_ms = -1;
+    a->cl = 1;
+
+    if (!r->args) {
+        return 1;
+    }
+    args = apr_pstrdup(r->pool, r->args);
+    for (pair = apr_strtok(args, "&", &state); pair;
+         pair = apr_strtok(NULL, "&", &state)) {
+        eq = strchr(pair, '=');
+        if (!eq) {
+            return 0;
+        }
+        *eq++ = '\0';
+        min = 0;
+        max = 1;
+        if (!strcmp(pair, "sleep")) {
+            slot = &a->sleep_ms;
+            max = PT_MAX_MS;
+        }
+        else if (!strcmp(pair, "status")) {
+            slot = &a->status;
+            min = 200;
+            max = 599;
+        }
+        else if (!strcmp(pair, "len")) {
+            slot = &a->len;
+            max = PT_MAX_LEN;
+        }
+        else if (!strcmp(pair, "read")) {
+            slot = &a->read;
+        }
+        else if (!strcmp(pair, "early")) {
+            slot = &a->early;
+            max = PT_MAX_LEN;
+        }
+        else if (!strcmp(pair, "interim")) {
+            slot = &a->interim_ms;
+            max = PT_MAX_MS;
+        }
+        else if (!strcmp(pair, "cl")) {
+            slot = &a->cl;
+        }
+        else {
+            return 0;
+        }
+        if (!pt_parse_num(eq, min, max, slot)) {
+            return 0;
+        }
+    }
+    if (a->early > a->len) {
+        a->early = a->len;
+    }
+    return 1;
+}
+
+/* Read the request body to EOS, counting bytes and their sum. */
+static int pt_read_body(request_rec *r, apr_off_t *n, apr_uint32_t *sum)
+{
+    char buf[8192];
+    long got, i;
+    int rc;
+
+    *n = 0;
+    *sum = 0;
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        return rc;
+    }
+    if (ap_should_client_block(r)) {
+        while ((got = ap_get_client_block(r, buf, sizeof(buf))) > 0) {
+            for (i = 0; i < got; i++) {
+                *sum += (unsigned char)buf[i];
+            }
+            *n += got;
+        }
+        if (got < 0) {
+            return HTTP_BAD_REQUEST;
+        }
+    }
+    return OK;
+}
+
+/* Append body bytes [from, to) of the pattern to bb. */
+static apr_status_t pt_write_body(request_rec *r, apr_bucket_brigade *bb,
+                                  apr_int64_t from, apr_int64_t to)
+{
+    char buf[PT_PATTERN_LEN * 64];
+    apr_int64_t i, n;
+    apr_size_t j;
+    apr_status_t rv;
+
+    while (from < to) {
+        n = to - from;
+        if (n > (apr_int64_t)sizeof(buf)) {
+            n = sizeof(buf);
+        }
+        for (j = 0, i = from; j < (apr_size_t)n; j++, i++) {
+            buf[j] = PT_PATTERN[i % PT_PATTERN_LEN];
+        }
+        rv = apr_brigade_write(bb, NULL, NULL, buf, (apr_size_t)n);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        from += n;
+    }
+    return APR_SUCCESS;
+}
+
+/* Sleep until start + ms. */
+static void pt_sleep_until(apr_time_t start, apr_int64_t ms)
+{
+    apr_time_t now = apr_time_now();
+    apr_time_t until = start + apr_time_from_msec(ms);
+
+    if (until > now) {
+        apr_sleep(until - now);
+    }
+}
+
+/* Send "103 Early Hints" with only a Link header: ap_send_interim_response
+ * sends and clears r->headers_out, so give it a table of its own. */
+static void pt_send_103(request_rec *r)
+{
+    apr_table_t *saved = r->headers_out;
+    int status = r->status;
+
+    r->headers_out = apr_table_make(r->pool, 1);
+    apr_table_setn(r->headers_out, "Link", "</pt.css>; rel=preload");
+    r->status = HTTP_EARLY_HINTS;
+    r->status_line = NULL;
+    ap_send_interim_response(r, 1);
+    r->status = status;
+    r->headers_out = saved;
+}
+
+static int pt_run_sub(request_rec *r, const char *uri)
+{
+    request_rec *rr;
+    int rc;
+
+    rr = ap_sub_req_lookup_uri(uri, r, r->output_filters);
+    rc = rr->status;
+    if (rc == HTTP_OK || rc == OK) {
+        rc = ap_run_sub_req(rr);
+    }
+    ap_destroy_sub_req(rr);
+    return rc;
+}
+
+static int pt_handler(request_rec *r)
+{
+    pt_args_t a;
+    apr_bucket_brigade *bb;
+    apr_time_t start;
+    apr_off_t received = 0;
+    apr_uint32_t sum = 0;
+    const char *sub;
+    int rc;
+
+    if (!r->handler || strcmp(r->handler, "proc-test")) {
+        return DECLINED;
+    }
+    if (!pt_parse_args(r, &a)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "proc_test: bad query string '%s'", r->args);
+        return HTTP_BAD_REQUEST;
+    }
+    if (a.read && (rc = pt_read_body(r, &received, &sum)) != OK) {
+        return rc;
+    }
+    start = apr_time_now();
+
+    if (a.status >= 400) {
+        pt_sleep_until(start, a.sleep_ms);
+        return (int)a.status;
+    }
+
+    r->status = (int)a.status;
+    ap_set_content_type(r, "text/plain");
+    apr_table_setn(r->headers_out, "X-Received",
+                   apr_off_t_toa(r->pool, received));
+    apr_table_setn(r->headers_out, "X-Received-Sum",
+                   apr_psprintf(r->pool, "%u", sum));
+    sub = apr_table_get(r->headers_in, "X-Sub");
+    if (a.cl && !sub) {
+        ap_set_content_length(r, (apr_off_t)a.len);
+    }
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+
+    if (sub && (rc = pt_run_sub(r, sub)) != OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "proc_test: subrequest %s gave %d", sub, rc);
+    }
+    if (a.early > 0) {
+        if (pt_write_body(r, bb, 0, a.early) != APR_SUCCESS) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        APR_BRIGADE_INSERT_TAIL(bb,
+            apr_bucket_flush_create(r->connection->bucket_alloc));
+        if (ap_pass_brigade(r->output_filters, bb) != APR_SUCCESS) {
+            return AP_FILTER_ERROR;
+        }
+        apr_brigade_cleanup(bb);
+    }
+    if (a.interim_ms >= 0 && a.interim_ms <= a.sleep_ms) {
+        pt_sleep_until(start, a.interim_ms);
+        pt_send_103(r);
+    }
+    pt_sleep_until(start, a.sleep_ms);
+
+    if (pt_write_body(r, bb, a.early, a.len) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    APR_BRIGADE_INSERT_TAIL(bb,
+        apr_bucket_eos_create(r->connection->bucket_alloc));
+    if (ap_pass_brigade(r->output_filters, bb) != APR_SUCCESS) {
+        return AP_FILTER_ERROR;
+    }
+    return OK;
+}
+
+static void pt_register_hooks(apr_pool_t *p)
+{
+    ap_hook_handler(pt_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(proc_test) = {
+    STANDARD20_MODULE_STUFF,
+    NULL,               /* create per-directory config */
+    NULL,               /* merge per-directory config */
+    NULL,               /* create per-server config */
+    NULL,               /* merge per-server config */
+    NULL,               /* command table */
+    pt_register_hooks   /* register hooks */
+};
