@@ -44,6 +44,7 @@
 #include "http_request.h"
 #include "util_filter.h"
 #include "mod_ssl.h"
+#include "mod_status.h"
 
 #include "apr_lib.h"
 #include "apr_strings.h"
@@ -51,6 +52,8 @@
 #include "apr_thread_mutex.h"
 #include "apr_thread_proc.h"
 #include "apr_optional_hooks.h"
+#include "apr_atomic.h"
+#include "apr_shm.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -97,7 +100,19 @@ typedef struct {
     apr_interval_time_t delay;      /* ProcessingDelay (default: interval) */
     int max_count;                  /* ProcessingMaxCount, 0 = no limit */
     apr_interval_time_t max_time;   /* ProcessingMaxTime, 0 = no limit */
+    int require_prefer;             /* ProcessingRequirePrefer On|Off */
 } proc_dir_cfg;
+
+/* Counters for mod_status, summed over all children: one anonymous shared
+ * memory segment made by the parent and kept in the process pool, so that
+ * it survives restarts and old and new generations add to the same
+ * figures.  Updated with atomics only. */
+typedef struct {
+    volatile apr_uint64_t armed_now;    /* requests armed at this moment */
+    volatile apr_uint64_t armed_total;  /* requests ever armed */
+    volatile apr_uint64_t sent_total;   /* complete 102s sent */
+    volatile apr_uint64_t failed_total; /* sends that failed (client gone) */
+} proc_stats;
 
 /* Per-connection record, allocated once from c->pool on first need and
  * reused by every request on the connection (HTTP/1.1 runs one at a time).
@@ -155,6 +170,9 @@ typedef struct {
 } proc_watchdog;
 
 static proc_watchdog proc_wd;
+/* Per-process fallback if the shared segment cannot be made. */
+static proc_stats proc_local_counters;
+static proc_stats *proc_counters = &proc_local_counters;
 static ap_filter_rec_t *proc_body_filter_handle;
 static ap_filter_rec_t *proc_gate_out_handle;
 static ap_filter_rec_t *proc_gate_in_handle;
@@ -181,6 +199,17 @@ static int proc_max_count(const proc_dir_cfg *cfg)
 static apr_interval_time_t proc_max_time(const proc_dir_cfg *cfg)
 {
     return cfg->max_time == UNSET ? 0 : cfg->max_time;
+}
+
+/* Adds to one of the counters (any thread). */
+static void proc_count(volatile apr_uint64_t *counter, int delta)
+{
+    if (delta > 0) {
+        apr_atomic_add64(counter, (apr_uint64_t)delta);
+    }
+    else {
+        apr_atomic_sub64(counter, (apr_uint64_t)-delta);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -394,16 +423,28 @@ static void proc_wd_flush_pending(proc_conn *pc)
     if (pc->pending_len > 0) {
         pc->sent++;
         pc->pending_off = pc->pending_len = 0;
+        proc_count(&proc_counters->sent_total, 1);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, pc->s,
                      "sent 102 Processing #%d on connection %ld, request %s",
                      pc->sent, pc->conn_id, pc->log_id);
     }
 }
 
+/* Whether pc has had all the 102s its limits allow (pending bytes aside). */
+static int proc_wd_limits_reached(const proc_conn *pc)
+{
+    return (pc->max_count && pc->sent >= pc->max_count)
+           || pc->due > pc->stop_at;
+}
+
 /* One due record: finish or start a 102, then requeue it or let it go. */
 static void proc_wd_service(proc_conn *pc, apr_time_t now)
 {
     if (pc->pending_len == 0) {
+        if (proc_wd_limits_reached(pc)) {
+            proc_heap_remove(pc);
+            return;
+        }
         proc_wd_emit_interim(pc);
     }
     if (!pc->dead) {
@@ -419,10 +460,9 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now)
     if (pc->dead) {
         pc->pending_len = pc->pending_off = 0;
         proc_heap_remove(pc);
+        proc_count(&proc_counters->failed_total, 1);
     }
-    else if (pc->pending_len == 0
-             && ((pc->max_count && pc->sent >= pc->max_count)
-                 || pc->due > pc->stop_at)) {
+    else if (pc->pending_len == 0 && proc_wd_limits_reached(pc)) {
         proc_heap_remove(pc);
     }
     else {
@@ -628,6 +668,17 @@ static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
     }
 }
 
+/* processing-sent for %{processing-sent}n.  mod_log_config may log the
+ * last request of an internal redirect chain, so every one gets it. */
+static void proc_set_sent_note(request_rec *r, int sent)
+{
+    const char *val = apr_itoa(r->pool, sent);
+
+    for (; r; r = r->next) {
+        apr_table_setn(r->notes, "processing-sent", val);
+    }
+}
+
 /* Stops 102s for the current request.  Called by the gates (first byte of
  * any output, or TLS input) and by the request pool cleanup.  Once
  * pc->armed is 0 under the mutex the watchdog never touches pc again. */
@@ -646,14 +697,16 @@ static void proc_disarm(proc_conn *pc, const char *why)
     sent = pc->sent + (rest_len > 0);
     apr_thread_mutex_unlock(proc_wd.mutex);
 
+    proc_count(&proc_counters->armed_now, -1);
     if (rest_len > 0) {
         proc_write_remainder(pc, rest, rest_len);
+        proc_count(&proc_counters->sent_total, 1);
     }
     if (pc->r) {
-        apr_table_setn(pc->r->notes, "processing-sent",
-                       apr_itoa(pc->r->pool, sent));
+        proc_set_sent_note(pc->r, sent);
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, pc->r,
-                      "disarmed (%s) after %d 102 Processing", why, sent);
+                      "disarmed (%s) after %d 102 Processing, request %s",
+                      why, sent, pc->log_id);
     }
 }
 
@@ -776,11 +829,21 @@ static void proc_arm(request_rec *r, proc_conn *pc)
     }
     apr_thread_mutex_unlock(proc_wd.mutex);
 
+    if (queued) {
+        proc_count(&proc_counters->armed_now, 1);
+        proc_count(&proc_counters->armed_total, 1);
+        if (cfg->require_prefer == 1) {
+            /* RFC 7240: tell the client its preference was honoured. */
+            apr_table_mergen(r->err_headers_out, "Preference-Applied",
+                             "processing");
+        }
+    }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  "armed: first 102 in %" APR_TIME_T_FMT "ms, then every %"
-                  APR_TIME_T_FMT "ms, at most %d%s",
+                  "armed%s: first 102 in %" APR_TIME_T_FMT "ms, then every %"
+                  APR_TIME_T_FMT "ms, at most %d (0: no limit), request %s",
+                  queued ? "" : " FAILED (out of memory)",
                   apr_time_as_msec(delay), apr_time_as_msec(pc->interval),
-                  pc->max_count, queued ? "" : " (out of memory: not armed)");
+                  pc->max_count, pc->log_id);
 }
 
 /* Request input filter above HTTP_IN: arms when the body reaches EOS. */
@@ -833,6 +896,40 @@ static const char *proc_ineligible(request_rec *r)
     return NULL;
 }
 
+/* Whether the Prefer header (RFC 7240; httpd merges repeated headers into
+ * one comma-separated list) carries the "processing" preference, with or
+ * without a value or parameters, in any letter case. */
+static int proc_prefers_processing(request_rec *r)
+{
+    const char *v = apr_table_get(r->headers_in, "Prefer");
+
+    while (v && *v) {
+        const char *token;
+        int quoted = 0;
+
+        while (*v == ',' || *v == ' ' || *v == '\t') {
+            v++;
+        }
+        token = v;
+        while (*v && !strchr(",;= \t", *v)) {
+            v++;
+        }
+        if (v - token == 10 && !ap_cstr_casecmpn(token, "processing", 10)) {
+            return 1;
+        }
+        /* Skip this preference's value and parameters, quotes and all. */
+        for (; *v && (quoted || *v != ','); v++) {
+            if (*v == '"') {
+                quoted = !quoted;
+            }
+            else if (*v == '\\' && quoted && v[1]) {
+                v++;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Runs first among handlers and always declines: the handler is about to
  * start, so the request may be armed now or once its body is read. */
 static int proc_handler(request_rec *r)
@@ -845,7 +942,11 @@ static int proc_handler(request_rec *r)
     if (cfg->enabled != 1 || !proc_wd.thread) {
         return DECLINED;
     }
-    if ((why = proc_ineligible(r)) != NULL) {
+    why = proc_ineligible(r);
+    if (!why && cfg->require_prefer == 1 && !proc_prefers_processing(r)) {
+        why = "no 'Prefer: processing' (ProcessingRequirePrefer On)";
+    }
+    if (why) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
         return DECLINED;
     }
@@ -891,6 +992,7 @@ static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
     cfg->delay = UNSET;
     cfg->max_count = UNSET;
     cfg->max_time = UNSET;
+    cfg->require_prefer = UNSET;
     return cfg;
 }
 
@@ -905,6 +1007,8 @@ static void *proc_merge_dir_cfg(apr_pool_t *p, void *base_, void *add_)
     cfg->max_count = add->max_count != UNSET ? add->max_count
                                              : base->max_count;
     cfg->max_time = add->max_time != UNSET ? add->max_time : base->max_time;
+    cfg->require_prefer = add->require_prefer != UNSET ? add->require_prefer
+                                                       : base->require_prefer;
     return cfg;
 }
 
@@ -943,6 +1047,13 @@ static const char *proc_parse_duration(cmd_parms *cmd, const char *arg,
 static const char *proc_set_enabled(cmd_parms *cmd, void *dcfg, int flag)
 {
     ((proc_dir_cfg *)dcfg)->enabled = flag;
+    return NULL;
+}
+
+static const char *proc_set_require_prefer(cmd_parms *cmd, void *dcfg,
+                                           int flag)
+{
+    ((proc_dir_cfg *)dcfg)->require_prefer = flag;
     return NULL;
 }
 
@@ -988,11 +1099,73 @@ static const char *proc_set_max_count(cmd_parms *cmd, void *dcfg,
 }
 
 /* ------------------------------------------------------------------ */
+/* Counters and mod_status                                            */
+
+/* Runs in the parent on every (re)load.  The segment is made once and kept
+ * in the process pool under a userdata key, because the module itself is
+ * unloaded and reloaded with each configuration generation. */
+static int proc_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                            apr_pool_t *ptemp, server_rec *s)
+{
+    static const char *key = "mod_processing_counters";
+    apr_pool_t *pproc = s->process->pool;
+    apr_shm_t *shm = NULL;
+    apr_status_t rv;
+
+    apr_pool_userdata_get((void **)&shm, key, pproc);
+    if (!shm) {
+        rv = apr_shm_create(&shm, sizeof(proc_stats), NULL, pproc);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
+                         "no shared memory for the status counters; "
+                         "/server-status shows one child's figures only");
+            return OK;
+        }
+        memset(apr_shm_baseaddr_get(shm), 0, sizeof(proc_stats));
+        apr_pool_userdata_set(shm, key, apr_pool_cleanup_null, pproc);
+    }
+    proc_counters = apr_shm_baseaddr_get(shm);
+    return OK;
+}
+
+static int proc_status_hook(request_rec *r, int flags)
+{
+    apr_uint64_t now = apr_atomic_read64(&proc_counters->armed_now);
+    apr_uint64_t total = apr_atomic_read64(&proc_counters->armed_total);
+    apr_uint64_t sent = apr_atomic_read64(&proc_counters->sent_total);
+    apr_uint64_t failed = apr_atomic_read64(&proc_counters->failed_total);
+
+    if (flags & AP_STATUS_SHORT) {
+        ap_rprintf(r, "ProcessingArmed: %" APR_UINT64_T_FMT "\n"
+                   "ProcessingArmedTotal: %" APR_UINT64_T_FMT "\n"
+                   "ProcessingSent: %" APR_UINT64_T_FMT "\n"
+                   "ProcessingSendFailed: %" APR_UINT64_T_FMT "\n",
+                   now, total, sent, failed);
+        return OK;
+    }
+    ap_rprintf(r, "<hr />\n<h2>mod_processing (102 Processing)</h2>\n"
+               "<table border=\"0\">\n"
+               "<tr><th align=\"left\">Requests armed now</th>"
+               "<td>%" APR_UINT64_T_FMT "</td></tr>\n"
+               "<tr><th align=\"left\">Requests armed in total</th>"
+               "<td>%" APR_UINT64_T_FMT "</td></tr>\n"
+               "<tr><th align=\"left\">102 Processing sent</th>"
+               "<td>%" APR_UINT64_T_FMT "</td></tr>\n"
+               "<tr><th align=\"left\">Sends that failed</th>"
+               "<td>%" APR_UINT64_T_FMT "</td></tr>\n</table>\n",
+               now, total, sent, failed);
+    return OK;
+}
+
+/* ------------------------------------------------------------------ */
 /* Registration                                                       */
 
 static void proc_register_hooks(apr_pool_t *p)
 {
+    ap_hook_post_config(proc_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(proc_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, proc_status_hook, NULL, NULL,
+                      APR_HOOK_MIDDLE);
     /* First of all handlers, so that the clock covers whichever handler
      * then takes the request (mod_dav, cgi, proxy, lua, ...). */
     ap_hook_handler(proc_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
@@ -1020,6 +1193,10 @@ static void proc_register_hooks(apr_pool_t *p)
 static const command_rec proc_cmds[] = {
     AP_INIT_FLAG("Processing", proc_set_enabled, NULL, OR_FILEINFO,
                  "On or Off: send 102 Processing while handlers run long "
+                 "(default Off)"),
+    AP_INIT_FLAG("ProcessingRequirePrefer", proc_set_require_prefer, NULL,
+                 OR_FILEINFO,
+                 "On: only requests with 'Prefer: processing' get 102s "
                  "(default Off)"),
     AP_INIT_TAKE1("ProcessingInterval", proc_set_interval, NULL, OR_FILEINFO,
                   "Time between 102 Processing responses, 100ms to 1h "
