@@ -736,16 +736,36 @@ static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
     return ap_get_brigade(f->next, bb, mode, block, readbytes);
 }
 
+/* A request's pool can outlive the start of the next request on the
+ * connection (pipelined responses are written later), so the record is
+ * released only by the request that holds it. */
 static apr_status_t proc_request_cleanup(void *data)
 {
-    proc_conn *pc = data;
+    request_rec *r = data;
+    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
+                                         &processing_module);
 
+    if (pc->r != r) {
+        return APR_SUCCESS;
+    }
+    pc->r = NULL;           /* the request is going away: no note, no log */
     if (pc->armed) {
-        pc->r = NULL;       /* the request is going away: no note, no log */
         proc_disarm(pc, "request ended");
     }
-    pc->r = NULL;
     return APR_SUCCESS;
+}
+
+/* Whether r is an internal redirect of the request that holds pc. */
+static int proc_is_redirect_of(const request_rec *r, const proc_conn *pc)
+{
+    const request_rec *prev;
+
+    for (prev = r->prev; prev; prev = prev->prev) {
+        if (prev == pc->r) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* Bytes of an earlier response may still sit in the core output filter
@@ -951,13 +971,18 @@ static int proc_handler(request_rec *r)
         return DECLINED;
     }
     pc = proc_conn_get(r->connection);
-    if (pc->r) {
-        /* An internal redirect: the original request already armed or
-         * waits for its body; its record covers this handler too. */
+    if (pc->r && proc_is_redirect_of(r, pc)) {
+        /* The original request already armed or waits for its body; its
+         * record covers this handler too. */
         return DECLINED;
     }
+    if (pc->armed) {
+        /* Cannot happen (the previous request's output disarmed it), but
+         * never let one request inherit another's schedule. */
+        proc_disarm(pc, "next request");
+    }
     pc->r = r;
-    apr_pool_cleanup_register(r->pool, pc, proc_request_cleanup,
+    apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
                               apr_pool_cleanup_null);
     apr_table_setn(r->notes, "processing-sent", "0");
 
