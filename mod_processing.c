@@ -155,6 +155,8 @@ typedef struct {
                                      * moves earlier, or to stop */
     apr_thread_t *thread;
     int running;                    /* [mutex] cleared to stop the thread */
+    int stopped;                    /* set once the child exits: records
+                                     * are then released without the lock */
     apr_time_t sleep_until;         /* [mutex] what the thread waits for */
     proc_conn **heap;               /* [mutex] min-heap on due time */
     apr_size_t heap_len;            /* [mutex] */
@@ -557,20 +559,49 @@ static apr_status_t proc_wd_make_shadow(void)
     return APR_SUCCESS;
 }
 
+/* Takes the mutex at child exit, giving up after about a second.  prefork
+ * runs the child pool's cleanups inside its SIGTERM handler, on the worker
+ * thread, which may have been interrupted while holding the mutex. */
+static int proc_wd_lock_for_exit(void)
+{
+    int i;
+
+    for (i = 0; i < 200; i++) {
+        if (apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS) {
+            return 1;
+        }
+        apr_sleep(apr_time_from_msec(5));
+    }
+    return 0;
+}
+
 static apr_status_t proc_wd_stop(void *data)
 {
     apr_status_t rv;
+    apr_size_t i;
 
     if (!proc_wd.thread) {
         return APR_SUCCESS;
     }
-    apr_thread_mutex_lock(proc_wd.mutex);
+    if (!proc_wd_lock_for_exit()) {
+        /* Our own interrupted code holds the mutex, so the watchdog can
+         * never take it again and touches nothing more; the process exits
+         * right after this cleanup. */
+        proc_wd.stopped = 1;
+        return APR_SUCCESS;
+    }
     proc_wd.running = 0;
     apr_thread_cond_signal(proc_wd.wakeup);
     apr_thread_mutex_unlock(proc_wd.mutex);
     apr_thread_join(&rv, proc_wd.thread);
     proc_wd.thread = NULL;
 
+    /* Requests may still be armed (prefork's SIGTERM interrupts a handler;
+     * its request pool is destroyed after this): let them go. */
+    for (i = 0; i < proc_wd.heap_len; i++) {
+        proc_wd.heap[i]->heap_idx = PROC_NOT_QUEUED;
+    }
+    proc_wd.stopped = 1;
     free(proc_wd.heap);
     proc_wd.heap = NULL;
     proc_wd.heap_len = proc_wd.heap_cap = 0;
@@ -688,6 +719,12 @@ static void proc_disarm(proc_conn *pc, const char *why)
     apr_size_t rest_len;
     int sent;
 
+    if (proc_wd.stopped) {
+        /* The child is exiting and the watchdog is gone (or can never run
+         * again): nothing to coordinate with. */
+        pc->armed = 0;
+        return;
+    }
     apr_thread_mutex_lock(proc_wd.mutex);
     pc->armed = 0;
     proc_heap_remove(pc);
@@ -810,6 +847,31 @@ static void proc_copy_log_id(request_rec *r, proc_conn *pc)
                 sizeof(pc->log_id));
 }
 
+/* ProcessingMaxCount, lowered (never raised) by the env var
+ * processing-max-count=N (1..1000) that BrowserMatch/SetEnvIf set for
+ * clients and proxies known to accept only N interim responses. */
+static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
+{
+    int max = proc_max_count(cfg);
+    const char *cap = apr_table_get(r->subprocess_env,
+                                    "processing-max-count");
+    char *end;
+    long n;
+
+    if (cap) {
+        n = strtol(cap, &end, 10);
+        if (end == cap || *end || n < 1 || n > PROC_MAX_COUNT_LIMIT) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ignoring "
+                          "processing-max-count '%s' (allowed 1 to %d)",
+                          cap, PROC_MAX_COUNT_LIMIT);
+        }
+        else if (max == 0 || n < max) {
+            max = (int)n;
+        }
+    }
+    return max;
+}
+
 /* The request is fully received and its handler runs: start the clock. */
 static void proc_arm(request_rec *r, proc_conn *pc)
 {
@@ -828,7 +890,7 @@ static void proc_arm(request_rec *r, proc_conn *pc)
     }
     pc->proto_num = r->proto_num;
     pc->interval = proc_interval(cfg);
-    pc->max_count = proc_max_count(cfg);
+    pc->max_count = proc_request_max_count(r, cfg);
     pc->s = r->server;
     pc->conn_id = r->connection->id;
     proc_copy_log_id(r, pc);
@@ -840,7 +902,7 @@ static void proc_arm(request_rec *r, proc_conn *pc)
     pc->pending_len = pc->pending_off = 0;
     pc->due = now + delay;
     pc->stop_at = max_time ? now + max_time : PROC_NEVER;
-    queued = proc_heap_push(pc);
+    queued = proc_wd.running && proc_heap_push(pc);
     pc->armed = queued;
     /* Wake the watchdog only if it sleeps toward a later time: a request
      * that ends before its first 102 then costs no context switch. */
@@ -866,6 +928,16 @@ static void proc_arm(request_rec *r, proc_conn *pc)
                   pc->max_count, pc->log_id);
 }
 
+/* Whether the response (headers or its end) already went down the filter
+ * chain: a body read after that (by the handler, or httpd discarding the
+ * unread body once the handler returned) must not arm, or a 102 would
+ * follow the final response.  Output that starts after arming crosses the
+ * gate instead. */
+static int proc_response_started(const request_rec *r)
+{
+    return r->sent_bodyct || r->eos_sent;
+}
+
 /* Request input filter above HTTP_IN: arms when the body reaches EOS. */
 static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
                                      ap_input_mode_t mode,
@@ -883,7 +955,7 @@ static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
         if (APR_BUCKET_IS_EOS(e)) {
             proc_conn *pc = f->ctx;
             ap_remove_input_filter(f);
-            if (pc->r == f->r && !pc->armed) {
+            if (pc->r == f->r && !pc->armed && !proc_response_started(f->r)) {
                 proc_arm(f->r, pc);
             }
             break;
