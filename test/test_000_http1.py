@@ -81,46 +81,58 @@ class TestParserAccepts:
         assert len(pattern(100000)) == 100000
 
 
+# name: (what the ProtocolError must say, bytes received)
+CL0 = b"Content-Length: 0\r\n\r\n"
+TE = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 REJECT = {
-    "http10-status": b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
-    "status-4-digits": b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
-    "status-no-space": b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
-    "bare-lf": b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
-    "junk-before": b"xHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-    "junk-between-102-and-final": P + b"junk" + OK5,
-    "crlf-between-102-and-final": P + b"\r\n" + OK5,
-    "102-without-blank-line": b"HTTP/1.1 102 Processing\r\n" + OK5,
-    "102-after-final": OK5 + P,
-    "102-inside-length-body": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+    "http10-status": ("expected a status line", b"HTTP/1.0 200 OK\r\n" + CL0),
+    "status-4-digits": ("bad status line", b"HTTP/1.1 2000 OK\r\n" + CL0),
+    "status-no-space": ("bad status line", b"HTTP/1.1 200\r\n" + CL0),
+    "bare-lf": ("CRLF", b"HTTP/1.1 200 OK\nContent-Length: 0\n\n"),
+    "junk-before": ("expected a status line", b"xHTTP/1.1 200 OK\r\n" + CL0),
+    "junk-between-102-and-final": ("expected a status line",
+                                   P + b"junk" + OK5),
+    "crlf-between-102-and-final": ("expected a status line",
+                                   P + b"\r\n" + OK5),
+    "102-without-blank-line": ("bad header line",
+                               b"HTTP/1.1 102 Processing\r\n" + OK5),
+    "102-after-final": ("unsolicited", OK5 + P),
+    "102-inside-length-body": ("unsolicited",
+                               b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
                                b"\r\nhe" + P + b"llo"),
-    "102-inside-chunked-body": (b"HTTP/1.1 200 OK\r\n"
-                                b"Transfer-Encoding: chunked\r\n\r\n"
-                                b"5\r\nhello\r\n" + P + b"0\r\n\r\n"),
-    "102-inside-final-head": (b"HTTP/1.1 200 OK\r\n" + P +
-                              b"Content-Length: 0\r\n\r\n"),
-    "truncated-chunked": (b"HTTP/1.1 200 OK\r\n"
-                          b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
-    "truncated-chunk-data": (b"HTTP/1.1 200 OK\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n9\r\nhello"),
-    "chunk-without-crlf": (b"HTTP/1.1 200 OK\r\n"
-                           b"Transfer-Encoding: chunked\r\n\r\n"
-                           b"5\r\nhelloX\r\n0\r\n\r\n"),
-    "bad-chunk-size": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-                       b"\r\n 5\r\nhello\r\n0\r\n\r\n"),
-    "truncated-length": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
-    "truncated-head": b"HTTP/1.1 200 OK\r\nContent-Len",
-    "te-and-cl": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+    "102-inside-chunked-body": ("bad chunk size",
+                                TE + b"5\r\nhello\r\n" + P + b"0\r\n\r\n"),
+    "102-inside-final-head": ("bad header line",
+                              b"HTTP/1.1 200 OK\r\n" + P + CL0),
+    "truncated-chunked": ("inside the chunked body", TE + b"5\r\nhello\r\n"),
+    "truncated-chunk-data": ("inside the chunked body", TE + b"9\r\nhello"),
+    "chunk-without-crlf": ("not followed by CRLF",
+                           TE + b"5\r\nhelloX\r\n0\r\n\r\n"),
+    "bad-chunk-size": ("bad chunk size", TE + b" 5\r\nhello\r\n0\r\n\r\n"),
+    "truncated-length": ("body bytes missing",
+                         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+                         b"hello"),
+    "truncated-head": ("inside a response head",
+                       b"HTTP/1.1 200 OK\r\nContent-Len"),
+    "te-and-cl": ("both Transfer-Encoding and Content-Length",
+                  b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
-    "conflicting-cl": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+    "conflicting-cl": ("bad Content-Length",
+                       b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
                        b"Content-Length: 6\r\n\r\nhello "),
-    "bad-cl": b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
-    "gzip-te": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
-    "space-before-colon": b"HTTP/1.1 200 OK\r\nX-A : 1\r\n\r\n",
-    "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 0\r\n\r\n",
-    "nul-in-header": b"HTTP/1.1 200 OK\r\nX-A: \0\r\nContent-Length: 0\r\n\r\n",
-    "switching-protocols": b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
-    "only-interims": P + P,
-    "nothing": b"",
+    "bad-cl": ("bad Content-Length",
+               b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello"),
+    "gzip-te": ("unsupported Transfer-Encoding",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+    "space-before-colon": ("bad header line",
+                           b"HTTP/1.1 200 OK\r\nX-A : 1\r\n" + CL0),
+    "obs-fold": ("obsolete line folding",
+                 b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\n" + CL0),
+    "nul-in-header": ("NUL", b"HTTP/1.1 200 OK\r\nX-A: \0\r\n" + CL0),
+    "switching-protocols": ("101",
+                            b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
+    "only-interims": ("closed before a further response", P + P),
+    "nothing": ("closed before any response", b""),
 }
 
 
@@ -128,13 +140,14 @@ class TestParserRejects:
 
     @pytest.mark.parametrize("name", sorted(REJECT))
     def test_reject(self, name):
-        with pytest.raises(ProtocolError):
-            parse_responses(REJECT[name])
+        why, data = REJECT[name]
+        with pytest.raises(ProtocolError, match=why):
+            parse_responses(data)
 
     @pytest.mark.parametrize("name", sorted(REJECT))
     def test_reject_byte_by_byte(self, name):
-        data = REJECT[name]
-        with pytest.raises(ProtocolError):
+        why, data = REJECT[name]
+        with pytest.raises(ProtocolError, match=why):
             parse_responses([bytes([b]) for b in data])
 
     def test_missing_pipelined_response(self):
@@ -207,7 +220,7 @@ class TestConnection:
     def test_unsolicited_102_after_final(self):
         srv = FakeServer()
         conn = Connection(srv.client_sock, timeout=5)
-        srv.run([OK5, 0.1, P])
+        srv.run([1, OK5, 0.1, P])
         conn.send(b"GET / HTTP/1.1\r\n\r\n", methods=["GET"])
         assert conn.read_response().body == b"hello"
         with pytest.raises(ProtocolError, match="unsolicited"):
@@ -246,15 +259,17 @@ class TestConnection:
     def test_closed_mid_body(self):
         srv = FakeServer()
         conn = Connection(srv.client_sock, timeout=5)
-        srv.run([P, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", None])
-        conn.send(b"GET / HTTP/1.1\r\n\r\n", methods=["GET"])
+        srv.run([1, P, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc",
+                 None])
+        # the close may already be seen while sending
         with pytest.raises(ProtocolError, match="missing"):
+            conn.send(b"GET / HTTP/1.1\r\n\r\n", methods=["GET"])
             conn.read_response()
 
     def test_timeout(self):
         srv = FakeServer()
         conn = Connection(srv.client_sock, timeout=0.3)
-        srv.run([P])
+        srv.run([1, P])
         conn.send(b"GET / HTTP/1.1\r\n\r\n", methods=["GET"])
         with pytest.raises(ProtocolError, match="timeout"):
             conn.read_response()

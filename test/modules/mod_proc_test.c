@@ -23,10 +23,13 @@
  *   status=N     final status (default 200); N >= 400 is returned from the
  *                handler after the sleep, so httpd sends its error response
  *   len=N        response body bytes of PT_PATTERN repeated (default 64)
- *   read=0|1     read the request body to EOS before sleeping (default 1)
+ *   read=0|1|2   read the request body to EOS before sleeping (1, the
+ *                default), never (0), or only after the whole response
+ *                body was sent and flushed (2: then sleep, then end it)
  *   early=N      send the first N body bytes and flush before sleeping
  *   interim=MS   send "103 Early Hints" MS into the sleep (default never)
- *   cl=0|1       set Content-Length (default 1); 0 lets httpd chunk
+ *   cl=0|1       set Content-Length (default 1); 0 sends the body in two
+ *                passes without one, so httpd chunks it
  *
  * Request header "X-Sub: URI" first runs URI as a subrequest whose output
  * becomes the start of the body. Response headers: X-Received (request body
@@ -125,6 +128,7 @@ static int pt_parse_args(request_rec *r, pt_args_t *a)
         }
         else if (!strcmp(pair, "read")) {
             slot = &a->read;
+            max = 2;
         }
         else if (!strcmp(pair, "early")) {
             slot = &a->early;
@@ -202,13 +206,14 @@ static apr_status_t pt_write_body(request_rec *r, apr_bucket_brigade *bb,
     return APR_SUCCESS;
 }
 
-/* Sleep until start + ms. */
+/* Sleep until start + ms. A signal (prefork's graceful restart sends
+ * SIGUSR1 to busy children) cuts apr_sleep short: sleep again. */
 static void pt_sleep_until(apr_time_t start, apr_int64_t ms)
 {
-    apr_time_t now = apr_time_now();
     apr_time_t until = start + apr_time_from_msec(ms);
+    apr_time_t now;
 
-    if (until > now) {
+    while ((now = apr_time_now()) < until) {
         apr_sleep(until - now);
     }
 }
@@ -250,6 +255,7 @@ static int pt_handler(request_rec *r)
     apr_time_t start;
     apr_off_t received = 0;
     apr_uint32_t sum = 0;
+    apr_int64_t mid;
     const char *sub;
     int rc;
 
@@ -261,7 +267,7 @@ static int pt_handler(request_rec *r)
                       "proc_test: bad query string '%s'", r->args);
         return HTTP_BAD_REQUEST;
     }
-    if (a.read && (rc = pt_read_body(r, &received, &sum)) != OK) {
+    if (a.read == 1 && (rc = pt_read_body(r, &received, &sum)) != OK) {
         return rc;
     }
     start = apr_time_now();
@@ -277,11 +283,34 @@ static int pt_handler(request_rec *r)
                    apr_off_t_toa(r->pool, received));
     apr_table_setn(r->headers_out, "X-Received-Sum",
                    apr_psprintf(r->pool, "%u", sum));
-    sub = apr_table_get(r->headers_in, "X-Sub");
+    /* subrequests copy headers_in: only the main request runs X-Sub */
+    sub = r->main ? NULL : apr_table_get(r->headers_in, "X-Sub");
     if (a.cl && !sub) {
         ap_set_content_length(r, (apr_off_t)a.len);
     }
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+
+    if (a.read == 2) {
+        /* The response is on the wire before the request body is read. */
+        if (pt_write_body(r, bb, 0, a.len) != APR_SUCCESS) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        APR_BRIGADE_INSERT_TAIL(bb,
+            apr_bucket_flush_create(r->connection->bucket_alloc));
+        if (ap_pass_brigade(r->output_filters, bb) != APR_SUCCESS) {
+            return AP_FILTER_ERROR;
+        }
+        apr_brigade_cleanup(bb);
+        pt_read_body(r, &received, &sum);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "proc_test: read %" APR_OFF_T_FMT " body bytes after "
+                      "the response", received);
+        pt_sleep_until(apr_time_now(), a.sleep_ms);
+        APR_BRIGADE_INSERT_TAIL(bb,
+            apr_bucket_eos_create(r->connection->bucket_alloc));
+        return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS
+               ? OK : AP_FILTER_ERROR;
+    }
 
     if (sub && (rc = pt_run_sub(r, sub)) != OK) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
@@ -304,6 +333,19 @@ static int pt_handler(request_rec *r)
     }
     pt_sleep_until(start, a.sleep_ms);
 
+    if (!a.cl && a.len - a.early > 1) {
+        /* Half the body in a pass of its own: httpd cannot compute a
+         * Content-Length then and chunks the response. */
+        mid = a.early + (a.len - a.early) / 2;
+        if (pt_write_body(r, bb, a.early, mid) != APR_SUCCESS) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if (ap_pass_brigade(r->output_filters, bb) != APR_SUCCESS) {
+            return AP_FILTER_ERROR;
+        }
+        apr_brigade_cleanup(bb);
+        a.early = mid;
+    }
     if (pt_write_body(r, bb, a.early, a.len) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }

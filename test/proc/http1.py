@@ -31,7 +31,8 @@ PROCESSING_BLOCK = b"HTTP/1.1 102 Processing\r\n\r\n"
 
 MAX_LINE = 16384
 
-_STATUS_RE = re.compile(rb"HTTP/1\.1 ([1-5][0-9][0-9]) ([\t\x20-\x7e\x80-\xff]*)")
+_STATUS_RE = re.compile(
+    rb"HTTP/1\.1 ([1-5][0-9][0-9]) ([\t\x20-\x7e\x80-\xff]*)")
 _HEADER_RE = re.compile(
     rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
 _CHUNK_RE = re.compile(rb"([0-9a-fA-F]{1,16})(;[\t\x20-\x7e]*)?")
@@ -79,7 +80,8 @@ class Response:
         self.headers = []
         self.trailers = []
         self.body = b""
-        self.framing = None     # "length", "chunked", "close", "none"
+        self.framing = None     # "length", "chunked", "close", "none",
+                                # "tunnel" (CONNECT 2xx)
         self.t_head = None      # first byte of the final status line arrived
         self.t_end = None       # last byte of the final response arrived
         self.t_sent = None      # last byte of the request was sent
@@ -239,7 +241,10 @@ class ResponseParser:
             if self.remaining == 0:
                 self._finish(t)
             return
-        r.framing = "close"
+        # a tunnel after a successful CONNECT reads like a close-delimited
+        # body: every byte until the close belongs to the tunnel
+        r.framing = ("tunnel" if self.response.method.upper() == "CONNECT"
+                     and 200 <= r.status < 300 else "close")
         self.state = "body-close"
 
     def _do_body_length(self, t):
@@ -608,7 +613,7 @@ class Connection:
         self.pump(time.monotonic())
         return resp
 
-    # -- results ---------------------------------------------------------------
+    # -- results -----------------------------------------------------------
 
     def read_response(self, timeout=None):
         """The next complete response, in request order."""

@@ -1,0 +1,54 @@
+// Go net/http client for compat/run-compat.
+//
+// usage: goclient URL1 URL2
+//
+// One http.Client (one keep-alive Transport): the second request reuses the
+// first one's connection if it is still good. Prints per request:
+//   RESULT <i> <status> <body length> <md5 of body> <1xx seen>
+//   ERROR <i> <error>
+package main
+
+import (
+	"context"
+	"crypto/md5"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "version" {
+		fmt.Println(runtime.Version())
+		return
+	}
+	client := &http.Client{Timeout: 300 * time.Second}
+	for i, url := range os.Args[1:] {
+		n1xx := 0
+		trace := &httptrace.ClientTrace{
+			Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				n1xx++
+				return nil
+			},
+		}
+		req, _ := http.NewRequestWithContext(
+			httptrace.WithClientTrace(context.Background(), trace), "GET", url, nil)
+		r, err := client.Do(req)
+		if err != nil {
+			fmt.Printf("ERROR %d %s (after %d 1xx)\n", i+1, strings.ReplaceAll(err.Error(), "\n", " "), n1xx)
+			continue
+		}
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			fmt.Printf("ERROR %d reading body: %s\n", i+1, err)
+			continue
+		}
+		fmt.Printf("RESULT %d %d %d %x %d\n", i+1, r.StatusCode, len(body), md5.Sum(body), n1xx)
+	}
+}

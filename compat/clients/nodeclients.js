@@ -1,0 +1,68 @@
+// Node clients for compat/run-compat.
+//
+// usage: node nodeclients.js http|fetch URL1 URL2
+//
+// Fetches URL1 then URL2 (http: one keep-alive Agent with one socket;
+// fetch: the global fetch, undici's pooled keep-alive connection) and
+// prints per request:
+//   RESULT <i> <status> <body length> <md5 of body> [<1xx seen>]
+//   ERROR <i> <message>
+'use strict';
+const http = require('http');
+const crypto = require('crypto');
+
+function md5(buf) { return crypto.createHash('md5').update(buf).digest('hex'); }
+function res(i, status, body, info) {
+  console.log(`RESULT ${i} ${status} ${body.length} ${md5(body)} ${info}`);
+}
+function err(i, e) {
+  const c = e && e.cause ? ` (cause: ${e.cause.code || ''} ${e.cause.message || e.cause})` : '';
+  console.log(`ERROR ${i} ${(e && e.code) || ''} ${String(e && e.message || e).replace(/\n/g, ' ')}${c}`);
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function viaHttp(url) {
+  return new Promise((resolve, reject) => {
+    let info = 0;
+    const req = http.get(url, { agent, timeout: 300000 }, (r) => {
+      const chunks = [];
+      r.on('data', (c) => chunks.push(c));
+      r.on('end', () => resolve([r.statusCode, Buffer.concat(chunks), info]));
+      r.on('error', reject);
+    });
+    req.on('information', () => { info++; });
+    req.on('timeout', () => req.destroy(new Error('client timeout')));
+    req.on('error', reject);
+  });
+}
+
+async function viaFetch(url) {
+  const r = await fetch(url, { signal: AbortSignal.timeout(300000) });
+  const body = Buffer.from(await r.arrayBuffer());
+  return [r.status, body, '-'];
+}
+
+async function main() {
+  const [mode, ...urls] = process.argv.slice(2);
+  if (mode === 'version') {
+    console.log(`node ${process.versions.node}, llhttp ${process.versions.llhttp}, undici ${process.versions.undici}`);
+    return;
+  }
+  const get = mode === 'http' ? viaHttp : viaFetch;
+  for (let i = 0; i < urls.length; i++) {
+    // undici hands the connection back to its pool only after the body
+    // was consumed, asynchronously: without a pause the next fetch opens a
+    // new connection even when no 102 was involved
+    if (i > 0 && mode === 'fetch') await new Promise((r) => setTimeout(r, 200));
+    try {
+      const [status, body, info] = await get(urls[i]);
+      res(i + 1, status, body, info);
+    } catch (e) {
+      err(i + 1, e);
+    }
+  }
+  agent.destroy();
+  process.exit(0);
+}
+main();
