@@ -85,10 +85,14 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #define PROC_INTERIM_BYTES      "HTTP/1.1 102 Processing\r\n\r\n"
 
 /* Room for one 102 as sent: 28 bytes in clear, or one TLS record around
- * them (at most ~100 bytes for TLS 1.2 CBC with SHA-384, ~60 for GCM and
- * TLS 1.3) plus, rarely, a TLS 1.3 KeyUpdate OpenSSL had queued. */
-#define PROC_PENDING_MAX        512
+ * them (at most ~120 bytes for TLS 1.2 CBC with SHA-384, ~50 for GCM and
+ * TLS 1.3) plus, rarely, a TLS 1.3 KeyUpdate OpenSSL had queued (~30). */
+#define PROC_PENDING_MAX        256
 #define PROC_LOG_ID_MAX         32
+
+/* The watchdog wakes on a 10 ms grid: 102s due within one slot go out in
+ * one wake-up (each costs more than the sends), at most 10 ms late. */
+#define PROC_WAKE_GRID          apr_time_from_msec(10)
 
 #define PROC_NOT_QUEUED         ((apr_size_t)-1)
 #define PROC_NEVER              APR_INT64_MAX
@@ -155,9 +159,12 @@ typedef struct {
                                      * moves earlier, or to stop */
     apr_thread_t *thread;
     int running;                    /* [mutex] cleared to stop the thread */
+    int closing;                    /* [mutex] child exiting: no new start */
+    int start_failed;               /* [mutex] thread creation failed */
     int stopped;                    /* set once the child exits: records
                                      * are then released without the lock */
     apr_time_t sleep_until;         /* [mutex] what the thread waits for */
+    apr_time_t horizon;             /* [mutex] latest due time ever armed */
     proc_conn **heap;               /* [mutex] min-heap on due time */
     apr_size_t heap_len;            /* [mutex] */
     apr_size_t heap_cap;            /* [mutex] */
@@ -483,6 +490,27 @@ static void proc_wd_block_signals(void)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
 }
 
+/* t rounded up to the wake-up grid. */
+static apr_time_t proc_wd_wake_slot(apr_time_t t)
+{
+    return (t + PROC_WAKE_GRID - 1) / PROC_WAKE_GRID * PROC_WAKE_GRID;
+}
+
+/* What to sleep toward: the earliest due time or, with nothing queued,
+ * the latest due time ever armed while it is ahead.  Sleeping toward that
+ * horizon rather than forever means requests that end before their first
+ * 102 (the heap empties again) do not make the next arm signal us: under
+ * steady fast traffic the thread wakes about once per delay, not per
+ * request.  An idle server passes the horizon once and then never wakes. */
+static apr_time_t proc_wd_next_wake(apr_time_t now)
+{
+    if (proc_wd.heap_len > 0) {
+        return proc_wd_wake_slot(proc_wd.heap[0]->due);
+    }
+    return proc_wd.horizon > now ? proc_wd_wake_slot(proc_wd.horizon)
+                                 : PROC_NEVER;
+}
+
 static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
 {
     proc_wd_block_signals();
@@ -494,16 +522,13 @@ static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
         while (proc_wd.heap_len > 0 && proc_wd.heap[0]->due <= now) {
             proc_wd_service(proc_wd.heap[0], now);
         }
-        if (proc_wd.heap_len == 0) {
-            /* Nothing armed: sleep until an arm signals.  An idle server
-             * never wakes this thread. */
-            proc_wd.sleep_until = PROC_NEVER;
+        proc_wd.sleep_until = proc_wd_next_wake(now);
+        if (proc_wd.sleep_until == PROC_NEVER) {
             apr_thread_cond_wait(proc_wd.wakeup, proc_wd.mutex);
         }
         else {
-            proc_wd.sleep_until = proc_wd.heap[0]->due;
             apr_thread_cond_timedwait(proc_wd.wakeup, proc_wd.mutex,
-                                      proc_wd.heap[0]->due - now);
+                                      proc_wd.sleep_until - now);
         }
         proc_wd.sleep_until = 0;
     }
@@ -520,29 +545,16 @@ static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
  * connection->output_filters and ->bucket_alloc; all of them are ours. */
 static apr_status_t proc_wd_make_shadow(void)
 {
-    apr_allocator_t *allocator;
-    apr_status_t rv;
+    apr_bucket_alloc_t *ba;
 
-    rv = apr_allocator_create(&allocator);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    ba = apr_bucket_alloc_create_ex(apr_pool_allocator_get(proc_wd.pool));
+    if (!ba) {
+        return APR_ENOMEM;
     }
-    rv = apr_pool_create_ex(&proc_wd.pool, NULL, NULL, allocator);
-    if (rv != APR_SUCCESS) {
-        apr_allocator_destroy(allocator);
-        return rv;
-    }
-    apr_allocator_owner_set(allocator, proc_wd.pool);
-    apr_pool_tag(proc_wd.pool, "processing_watchdog");
-    rv = apr_pool_create(&proc_wd.send_pool, proc_wd.pool);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-
     proc_wd.shadow_c = apr_pcalloc(proc_wd.pool, sizeof(conn_rec));
     proc_wd.shadow_c->pool = proc_wd.pool;
     proc_wd.shadow_c->base_server = ap_server_conf;
-    proc_wd.shadow_c->bucket_alloc = apr_bucket_alloc_create_ex(allocator);
+    proc_wd.shadow_c->bucket_alloc = ba;
 
     proc_wd.writer = apr_pcalloc(proc_wd.pool, sizeof(ap_filter_t));
     proc_wd.writer->frec = proc_writer_handle;
@@ -557,6 +569,57 @@ static apr_status_t proc_wd_make_shadow(void)
     proc_wd.shadow_r->status_line = "102 Processing";
     proc_wd.shadow_r->headers_out = apr_table_make(proc_wd.pool, 1);
     return APR_SUCCESS;
+}
+
+/* The watchdog's own pools, on an allocator no other thread uses.  The
+ * worker that starts the thread allocates from it once, before the thread
+ * exists; after that only the watchdog does. */
+static apr_status_t proc_wd_make_pools(void)
+{
+    apr_allocator_t *allocator;
+    apr_status_t rv;
+
+    rv = apr_allocator_create(&allocator);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = apr_pool_create_ex(&proc_wd.pool, NULL, NULL, allocator);
+    if (rv != APR_SUCCESS) {
+        apr_allocator_destroy(allocator);
+        return rv;
+    }
+    apr_allocator_owner_set(allocator, proc_wd.pool);
+    apr_pool_tag(proc_wd.pool, "processing_watchdog");
+    return apr_pool_create(&proc_wd.send_pool, proc_wd.pool);
+}
+
+/* Starts the watchdog thread on the first arm (caller holds the mutex):
+ * a child that never arms a request has no extra thread, so prefork
+ * children stay single-threaded (which also keeps glibc's system calls on
+ * their fast path) and an idle server has nothing to wake. */
+static int proc_wd_start(request_rec *r)
+{
+    apr_status_t rv;
+
+    if (proc_wd.thread) {
+        return 1;
+    }
+    if (proc_wd.closing || proc_wd.start_failed) {
+        return 0;
+    }
+    proc_wd.running = 1;
+    rv = ap_thread_create(&proc_wd.thread, NULL, proc_wd_main, NULL,
+                          proc_wd.pool);
+    if (rv != APR_SUCCESS) {
+        proc_wd.running = 0;
+        proc_wd.thread = NULL;
+        proc_wd.start_failed = 1;
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot start the "
+                      "watchdog thread; no 102 Processing in this child");
+        return 0;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "watchdog thread started");
+    return 1;
 }
 
 /* Takes the mutex at child exit, giving up after about a second.  prefork
@@ -575,14 +638,14 @@ static int proc_wd_lock_for_exit(void)
     return 0;
 }
 
+/* Pre-cleanup of the child pool: it runs after the MPM's workers have
+ * finished (so long requests keep their 102s through a graceful restart or
+ * stop) and before any sub-pool holding records is destroyed. */
 static apr_status_t proc_wd_stop(void *data)
 {
     apr_status_t rv;
     apr_size_t i;
 
-    if (!proc_wd.thread) {
-        return APR_SUCCESS;
-    }
     if (!proc_wd_lock_for_exit()) {
         /* Our own interrupted code holds the mutex, so the watchdog can
          * never take it again and touches nothing more; the process exits
@@ -590,11 +653,14 @@ static apr_status_t proc_wd_stop(void *data)
         proc_wd.stopped = 1;
         return APR_SUCCESS;
     }
+    proc_wd.closing = 1;
     proc_wd.running = 0;
     apr_thread_cond_signal(proc_wd.wakeup);
     apr_thread_mutex_unlock(proc_wd.mutex);
-    apr_thread_join(&rv, proc_wd.thread);
-    proc_wd.thread = NULL;
+    if (proc_wd.thread) {
+        apr_thread_join(&rv, proc_wd.thread);
+        proc_wd.thread = NULL;
+    }
 
     /* Requests may still be armed (prefork's SIGTERM interrupts a handler;
      * its request pool is destroyed after this): let them go. */
@@ -605,15 +671,11 @@ static apr_status_t proc_wd_stop(void *data)
     free(proc_wd.heap);
     proc_wd.heap = NULL;
     proc_wd.heap_len = proc_wd.heap_cap = 0;
-    if (proc_wd.tls_out) {
-        BIO_free(proc_wd.tls_out);
-        proc_wd.tls_out = NULL;
-    }
-    if (proc_wd.pool) {
-        apr_pool_destroy(proc_wd.pool);
-        proc_wd.pool = NULL;
-        proc_wd.shadow_r = NULL;
-    }
+    BIO_free(proc_wd.tls_out);
+    proc_wd.tls_out = NULL;
+    apr_pool_destroy(proc_wd.pool);
+    proc_wd.pool = NULL;
+    proc_wd.shadow_r = NULL;
     return APR_SUCCESS;
 }
 
@@ -627,10 +689,15 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
     if (rv == APR_SUCCESS) {
         rv = apr_thread_cond_create(&proc_wd.wakeup, pchild);
     }
+    if (rv == APR_SUCCESS) {
+        rv = proc_wd_make_pools();
+    }
+    if (rv == APR_SUCCESS && !(proc_wd.tls_out = BIO_new(BIO_s_mem()))) {
+        rv = APR_ENOMEM;
+    }
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
-                     "cannot create the watchdog's mutex; "
-                     "no 102 Processing will be sent");
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "cannot set up the "
+                     "watchdog; no 102 Processing will be sent");
         proc_wd.mutex = NULL;
         return;
     }
@@ -640,25 +707,8 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
                      "sending constant 102 bytes instead");
         proc_wd.shadow_r = NULL;
     }
-    proc_wd.tls_out = BIO_new(BIO_s_mem());
-    proc_wd.running = 1;
     proc_wd.sleep_until = PROC_NEVER;
-
-    /* Stopped in a pre-cleanup of the child pool: it runs after the MPM's
-     * workers have finished (so long requests keep their 102s through a
-     * graceful restart or stop) and before any sub-pool holding records
-     * is destroyed. */
-    rv = ap_thread_create(&proc_wd.thread, NULL, proc_wd_main, NULL, pchild);
-    if (rv != APR_SUCCESS || !proc_wd.tls_out) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
-                     "cannot start the watchdog thread; "
-                     "no 102 Processing will be sent");
-        proc_wd.thread = NULL;
-        proc_wd.mutex = NULL;
-        return;
-    }
     apr_pool_pre_cleanup_register(pchild, NULL, proc_wd_stop);
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "watchdog thread started");
 }
 
 /* ------------------------------------------------------------------ */
@@ -703,7 +753,7 @@ static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
  * last request of an internal redirect chain, so every one gets it. */
 static void proc_set_sent_note(request_rec *r, int sent)
 {
-    const char *val = apr_itoa(r->pool, sent);
+    const char *val = sent ? apr_itoa(r->pool, sent) : "0";
 
     for (; r; r = r->next) {
         apr_table_setn(r->notes, "processing-sent", val);
@@ -729,8 +779,10 @@ static void proc_disarm(proc_conn *pc, const char *why)
     pc->armed = 0;
     proc_heap_remove(pc);
     rest_len = pc->pending_len - pc->pending_off;
-    memcpy(rest, pc->pending + pc->pending_off, rest_len);
-    pc->pending_len = pc->pending_off = 0;
+    if (rest_len > 0) {
+        memcpy(rest, pc->pending + pc->pending_off, rest_len);
+        pc->pending_len = pc->pending_off = 0;
+    }
     sent = pc->sent + (rest_len > 0);
     apr_thread_mutex_unlock(proc_wd.mutex);
 
@@ -838,9 +890,15 @@ static void proc_add_gates(request_rec *r, proc_conn *pc)
     pc->gates_added = 1;
 }
 
+/* The watchdog names the request in its log lines (debug and trace only,
+ * checked against the server's level, as ap_log_error will). */
 static void proc_copy_log_id(request_rec *r, proc_conn *pc)
 {
-    if (!r->log_id && APLOGrdebug(r)) {
+    if (!APLOG_IS_LEVEL(r->server, APLOG_DEBUG)) {
+        pc->log_id[0] = '\0';
+        return;
+    }
+    if (!r->log_id) {
         ap_run_generate_log_id(r->connection, r, &r->log_id);
     }
     apr_cpystrn(pc->log_id, r->log_id ? r->log_id : "-",
@@ -884,8 +942,9 @@ static void proc_arm(request_rec *r, proc_conn *pc)
 
     proc_flush_connection(r, pc);
     proc_add_gates(r, pc);
-    if (apr_os_sock_get(&pc->fd, ap_get_conn_socket(r->connection))
-        != APR_SUCCESS) {
+    if (pc->fd < 0
+        && apr_os_sock_get(&pc->fd, ap_get_conn_socket(r->connection))
+           != APR_SUCCESS) {
         return;
     }
     pc->proto_num = r->proto_num;
@@ -902,11 +961,14 @@ static void proc_arm(request_rec *r, proc_conn *pc)
     pc->pending_len = pc->pending_off = 0;
     pc->due = now + delay;
     pc->stop_at = max_time ? now + max_time : PROC_NEVER;
-    queued = proc_wd.running && proc_heap_push(pc);
+    queued = proc_wd_start(r) && proc_wd.running && proc_heap_push(pc);
     pc->armed = queued;
+    if (queued && pc->due > proc_wd.horizon) {
+        proc_wd.horizon = pc->due;
+    }
     /* Wake the watchdog only if it sleeps toward a later time: a request
      * that ends before its first 102 then costs no context switch. */
-    if (queued && pc->due < proc_wd.sleep_until) {
+    if (queued && proc_wd_wake_slot(pc->due) < proc_wd.sleep_until) {
         apr_thread_cond_signal(proc_wd.wakeup);
     }
     apr_thread_mutex_unlock(proc_wd.mutex);
@@ -1031,7 +1093,7 @@ static int proc_handler(request_rec *r)
     const char *why;
     proc_conn *pc;
 
-    if (cfg->enabled != 1 || !proc_wd.thread) {
+    if (cfg->enabled != 1 || !proc_wd.mutex) {
         return DECLINED;
     }
     why = proc_ineligible(r);
@@ -1056,9 +1118,10 @@ static int proc_handler(request_rec *r)
     pc->r = r;
     apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
                               apr_pool_cleanup_null);
-    apr_table_setn(r->notes, "processing-sent", "0");
 
     if (ap_request_has_body(r)) {
+        /* Armed later, if at all: log "0" until then. */
+        apr_table_setn(r->notes, "processing-sent", "0");
         ap_add_input_filter_handle(proc_body_filter_handle, pc, r,
                                    r->connection);
     }
@@ -1093,10 +1156,25 @@ static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
     return cfg;
 }
 
+static int proc_dir_cfg_is_empty(const proc_dir_cfg *cfg)
+{
+    return cfg->enabled == UNSET && cfg->interval == UNSET
+           && cfg->delay == UNSET && cfg->max_count == UNSET
+           && cfg->max_time == UNSET && cfg->require_prefer == UNSET;
+}
+
 static void *proc_merge_dir_cfg(apr_pool_t *p, void *base_, void *add_)
 {
     proc_dir_cfg *base = base_, *add = add_;
-    proc_dir_cfg *cfg = apr_palloc(p, sizeof(*cfg));
+    proc_dir_cfg *cfg;
+
+    /* httpd merges every <Directory>/<Location> section on every request,
+     * with or without our directives: with nothing of ours in add, the
+     * result is base (neither is ever written to). */
+    if (proc_dir_cfg_is_empty(add)) {
+        return base;
+    }
+    cfg = apr_palloc(p, sizeof(*cfg));
 
     cfg->enabled = add->enabled != UNSET ? add->enabled : base->enabled;
     cfg->interval = add->interval != UNSET ? add->interval : base->interval;
