@@ -479,17 +479,6 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now)
     }
 }
 
-/* Signals reach a process on any thread that does not block them; prefork
- * children handle SIGTERM by exiting from the handler, which must never run
- * here. */
-static void proc_wd_block_signals(void)
-{
-    sigset_t all;
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-}
-
 /* t rounded up to the wake-up grid. */
 static apr_time_t proc_wd_wake_slot(apr_time_t t)
 {
@@ -513,8 +502,6 @@ static apr_time_t proc_wd_next_wake(apr_time_t now)
 
 static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
 {
-    proc_wd_block_signals();
-
     apr_thread_mutex_lock(proc_wd.mutex);
     while (proc_wd.running) {
         apr_time_t now = apr_time_now();
@@ -599,6 +586,7 @@ static apr_status_t proc_wd_make_pools(void)
  * their fast path) and an idle server has nothing to wake. */
 static int proc_wd_start(request_rec *r)
 {
+    sigset_t all, saved;
     apr_status_t rv;
 
     if (proc_wd.thread) {
@@ -608,8 +596,14 @@ static int proc_wd_start(request_rec *r)
         return 0;
     }
     proc_wd.running = 1;
+    /* Signals reach a process on any thread that does not block them, and
+     * prefork children exit from their SIGTERM handler: the watchdog must
+     * never run one.  It inherits this mask from its first instruction. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
     rv = ap_thread_create(&proc_wd.thread, NULL, proc_wd_main, NULL,
                           proc_wd.pool);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (rv != APR_SUCCESS) {
         proc_wd.running = 0;
         proc_wd.thread = NULL;
