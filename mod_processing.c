@@ -165,6 +165,8 @@ typedef struct {
                                      * are then released without the lock */
     apr_time_t sleep_until;         /* [mutex] what the thread waits for */
     apr_time_t horizon;             /* [mutex] latest due time ever armed */
+    apr_uint64_t armed_here;        /* [mutex] this child's share of the
+                                     * shared armed_now counter */
     proc_conn **heap;               /* [mutex] min-heap on due time */
     apr_size_t heap_len;            /* [mutex] */
     apr_size_t heap_cap;            /* [mutex] */
@@ -632,6 +634,17 @@ static int proc_wd_lock_for_exit(void)
     return 0;
 }
 
+/* Requests still armed when the child exits (a hard stop interrupts their
+ * handlers, or never lets them finish) leave the shared "armed now" count
+ * with the child; their later disarms, if any, no longer count. */
+static void proc_wd_release_counters(void)
+{
+    if (proc_wd.armed_here > 0) {
+        apr_atomic_sub64(&proc_counters->armed_now, proc_wd.armed_here);
+        proc_wd.armed_here = 0;
+    }
+}
+
 /* Pre-cleanup of the child pool: it runs after the MPM's workers have
  * finished (so long requests keep their 102s through a graceful restart or
  * stop) and before any sub-pool holding records is destroyed. */
@@ -645,6 +658,7 @@ static apr_status_t proc_wd_stop(void *data)
          * never take it again and touches nothing more; the process exits
          * right after this cleanup. */
         proc_wd.stopped = 1;
+        proc_wd_release_counters();
         return APR_SUCCESS;
     }
     proc_wd.closing = 1;
@@ -662,6 +676,7 @@ static apr_status_t proc_wd_stop(void *data)
         proc_wd.heap[i]->heap_idx = PROC_NOT_QUEUED;
     }
     proc_wd.stopped = 1;
+    proc_wd_release_counters();
     free(proc_wd.heap);
     proc_wd.heap = NULL;
     proc_wd.heap_len = proc_wd.heap_cap = 0;
@@ -778,6 +793,7 @@ static void proc_disarm(proc_conn *pc, const char *why)
         pc->pending_len = pc->pending_off = 0;
     }
     sent = pc->sent + (rest_len > 0);
+    proc_wd.armed_here--;
     apr_thread_mutex_unlock(proc_wd.mutex);
 
     proc_count(&proc_counters->armed_now, -1);
@@ -957,8 +973,11 @@ static void proc_arm(request_rec *r, proc_conn *pc)
     pc->stop_at = max_time ? now + max_time : PROC_NEVER;
     queued = proc_wd_start(r) && proc_wd.running && proc_heap_push(pc);
     pc->armed = queued;
-    if (queued && pc->due > proc_wd.horizon) {
-        proc_wd.horizon = pc->due;
+    if (queued) {
+        proc_wd.armed_here++;
+        if (pc->due > proc_wd.horizon) {
+            proc_wd.horizon = pc->due;
+        }
     }
     /* Wake the watchdog only if it sleeps toward a later time: a request
      * that ends before its first 102 then costs no context switch. */
