@@ -543,6 +543,16 @@ class Client:
                         # not be in the access log (checked later; a crash
                         # shows in the error log); they go back to the
                         # budget
+                        st = self.stats
+                        unanswered = st.ka_races + st.fresh_closed + \
+                            st.ka_closed
+                        if unanswered > 100 and unanswered > st.requests:
+                            # more closed than answered: a server that
+                            # crashes, not the odd race
+                            raise ProtocolError(
+                                f"connection closed without a response "
+                                f"({unanswered} times, {st.requests} "
+                                f"answered)")
                         if idx > 0:
                             self.stats.ka_closed += len(step) - idx
                         elif reused:

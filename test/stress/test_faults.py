@@ -1,10 +1,12 @@
 """Faults (issue 4): clients that vanish or stop reading, a CGI killed
-mid-run, a proxied backend that dies, graceful restarts under load, memory.
+mid-run, a proxied backend that dies, a 102 after a discarded body, stop
+and restart with armed requests, graceful restarts under load, memory.
 
 Timing: ProcessingDelay = ProcessingInterval = 100 ms. "Lateness" of a 102
 is its arrival time minus (time the request left + delay + k * interval):
 an upper bound of how late the watchdog sent it (it includes the time the
-request took to reach the handler). It must stay under 100 ms.
+request took to reach the handler). It must stay under 100 ms; probes run
+on the same child (one process, one watchdog) as the bad clients.
 
 The graceful-restart test runs 3 restarts under event in 'make test' and 20
 under each MPM with PROC_STRESS_FULL=1; the memory test only with
@@ -519,9 +521,11 @@ def graceful_under_load(env, mpm, restarts, gap=1.5):
     time.sleep(1.0)
     parent = env.running_pid
     first = env.children()
-    want_threads = {env.threads(p) for p in first}
-    assert len(want_threads) == 1, want_threads
-    want_threads = want_threads.pop()
+    # the watchdog thread starts on a child's first arm: a fresh child has
+    # only the MPM's threads, an armed one exactly one more
+    base = {env.threads(p) for p in first}
+    assert len(base) == 1, base
+    base = base.pop()
     assert env.threads(parent) == 1, "threads in the parent"
 
     max_time = restarts * gap + 6
@@ -558,7 +562,8 @@ def graceful_under_load(env, mpm, restarts, gap=1.5):
     assert not left, f"old children still alive: {left}"
     now = env.children()
     threads = {p: env.threads(p) for p in now}
-    assert now and set(threads.values()) == {want_threads}, threads
+    assert now and set(threads.values()) <= {base, base + 1}, threads
+    assert base + 1 in threads.values(), threads
     assert env.threads(parent) == 1
     assert env.running_pid == parent and env.pid_alive(parent)
     c = wait_armed_zero(env)
