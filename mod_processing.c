@@ -1182,10 +1182,14 @@ static void *proc_merge_dir_cfg(apr_pool_t *p, void *base_, void *add_)
     proc_dir_cfg *cfg;
 
     /* httpd merges every <Directory>/<Location> section on every request,
-     * with or without our directives: with nothing of ours in add, the
-     * result is base (neither is ever written to). */
+     * with or without our directives: when one side sets nothing of ours,
+     * the result is the other side as it is (neither is ever written to),
+     * and no allocation is needed. */
     if (proc_dir_cfg_is_empty(add)) {
         return base;
+    }
+    if (proc_dir_cfg_is_empty(base)) {
+        return add;
     }
     cfg = apr_palloc(p, sizeof(*cfg));
 
