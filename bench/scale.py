@@ -1,0 +1,361 @@
+#!/usr/bin/python3
+"""1,000 concurrently armed requests in one child: lateness of each 102 and
+the watchdog thread's CPU time.
+
+Server: event MPM, one child with ThreadsPerChild 1050 (ServerLimit 1), a
+location /slow handled by mod_proc_test's `proc-test` (it sleeps for
+`?sleep=MS` after reading the request) with
+
+    Processing On, ProcessingDelay 1s, ProcessingInterval 1s,
+    ProcessingMaxCount 0 (no limit)
+
+Client (this script, one epoll loop): opens SC_CONNS (1000) connections,
+then sends `GET /slow?sleep=SC_SLEEP_MS` on each, either
+
+  spread   one request every 1 ms (the arm times cover one interval: at
+           each instant about one request is due), or
+  burst    all requests at once (about 1,000 requests due at the same
+           moment every second: the worst case for a tick),
+
+and reads on every connection.  Each 102's arrival time is the kernel's
+receive timestamp (SO_TIMESTAMPNS), so that the client's own scheduling
+does not add to it.
+
+  lateness = arrival - (send time + delay + (k-1) * interval)
+
+for the k-th 102 of a request.  The send time (read just before send())
+is earlier than the real arm time (the request still has to cross
+loopback, be read and reach the handler), so this over-estimates lateness
+by that much: a few ms when requests are spread, up to ~150 ms in a burst of
+1,000 where the last requests wait for a worker thread to run.  With
+SC_DEBUG_RUN=1 (default) each pattern is run a second time with
+`LogLevel processing:debug`, and lateness is also computed from the
+server's own log: the time of "sent 102 ... #k" minus (the time of "armed"
++ delay + (k-1) * interval).  The CPU figure comes from the run without
+debug logging only.
+
+Watchdog CPU: /proc/<child>/task/<watchdog>/schedstat (ns on CPU) over the
+whole run, from just before the first request is sent to the last final
+response, divided by that wall time; its context switches count its wakes
+(voluntary: it blocked, in its timed or untimed wait or on the mutex a
+worker held; nonvoluntary: it was preempted).
+The watchdog thread starts on the child's first armed request, so before
+the run one `GET /slow?sleep=0` creates it: the one thread that appears is
+the watchdog (benchlib.start_watchdog); the run starts once that request's
+due time has passed.
+
+Environment: SC_CONNS (1000), SC_SLEEP_MS (10500: ten 102s per request),
+SC_PATTERNS ("spread,burst"), SC_DEBUG_RUN (1).
+"""
+
+import os
+import re
+import select
+import socket
+import struct
+import sys
+import time
+from datetime import datetime
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as bl                                    # noqa: E402
+
+CONNS = int(os.environ.get("SC_CONNS", "1000"))
+SLEEP_MS = int(os.environ.get("SC_SLEEP_MS", "10500"))
+PATTERNS = os.environ.get("SC_PATTERNS", "spread,burst").split(",")
+DEBUG_RUN = os.environ.get("SC_DEBUG_RUN", "1") == "1"
+DELAY = 1.0
+INTERVAL = 1.0
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", SO_TIMESTAMPNS)
+INTERIM = b"HTTP/1.1 102 Processing\r\n\r\n"
+
+
+def server_conf():
+    return f"""
+ListenBacklog 2048
+ThreadStackSize 1048576
+<Location "/slow">
+    SetHandler proc-test
+    Processing On
+    ProcessingDelay {int(DELAY * 1000)}ms
+    ProcessingInterval {int(INTERVAL * 1000)}ms
+    ProcessingMaxCount 0
+</Location>
+"""
+
+
+class Conn:
+    __slots__ = ("sock", "buf", "sent_ns", "arrivals", "done", "status")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.sent_ns = None
+        self.arrivals = []
+        self.done = False
+        self.status = None
+
+
+def open_connections(port, n):
+    conns = []
+    ep = select.epoll()
+    pending = {}
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        s.connect_ex(("127.0.0.1", port))
+        pending[s.fileno()] = s
+        ep.register(s.fileno(), select.EPOLLOUT)
+        conns.append(Conn(s))
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        for fd, ev in ep.poll(1.0):
+            s = pending.pop(fd, None)
+            if s is None:
+                continue
+            ep.unregister(fd)
+            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, f"connect failed: {os.strerror(err)}")
+    ep.close()
+    if pending:
+        raise RuntimeError(f"{len(pending)} connections did not complete")
+    return conns
+
+
+def parse(conn, ts_ns):
+    """Consume complete 102s and the final response from conn.buf."""
+    while True:
+        if conn.buf.startswith(INTERIM):
+            conn.arrivals.append(ts_ns)
+            conn.buf = conn.buf[len(INTERIM):]
+            continue
+        end = conn.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = conn.buf[:end]
+        status = int(head.split(b" ", 2)[1])
+        if 100 <= status < 200:             # some other interim response
+            conn.buf = conn.buf[end + 4:]
+            continue
+        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        need = end + 4 + (int(m.group(1)) if m else 0)
+        if len(conn.buf) >= need:
+            conn.status = status
+            conn.done = True
+        return
+
+
+def run_client(port, pattern, conns, wd_probe):
+    ep = select.epoll()
+    by_fd = {c.sock.fileno(): c for c in conns}
+    for fd in by_fd:
+        ep.register(fd, select.EPOLLIN)
+    req = (f"GET /slow?sleep={SLEEP_MS} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           "\r\n").encode()
+    n = len(conns)
+    step = 0.0 if pattern == "burst" else INTERVAL / n
+    t0 = time.monotonic() + 0.05
+    nxt = 0
+    open_left = n
+    probe0 = wd_probe()
+    wall0 = time.monotonic_ns()
+    last_done = None
+    deadline = t0 + SLEEP_MS / 1000 + INTERVAL + 30
+    anc = socket.CMSG_SPACE(16)
+    while open_left and time.monotonic() < deadline:
+        now = time.monotonic()
+        while nxt < n and now >= t0 + nxt * step:
+            c = conns[nxt]
+            # taken before send(): the arm cannot be earlier, so lateness
+            # is never under-estimated (a preemption between send() and
+            # the clock would otherwise make it look early)
+            c.sent_ns = time.time_ns()
+            c.sock.send(req)
+            nxt += 1
+            if step:
+                now = time.monotonic()
+        if nxt < n:
+            timeout = max(0.0, t0 + nxt * step - time.monotonic())
+        else:
+            timeout = 1.0
+        for fd, ev in ep.poll(timeout):
+            c = by_fd[fd]
+            try:
+                data, cmsgs, _, _ = c.sock.recvmsg(65536, anc)
+            except BlockingIOError:
+                continue
+            ts = None
+            for lvl, typ, cdata in cmsgs:
+                if lvl == socket.SOL_SOCKET and typ == SCM_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", cdata[:16])
+                    ts = sec * 1_000_000_000 + nsec
+            if ts is None:
+                ts = time.time_ns()
+            if not data:
+                c.done = True
+            else:
+                c.buf += data
+                parse(c, ts)
+            if c.done:
+                ep.unregister(fd)
+                open_left -= 1
+                last_done = time.monotonic_ns()
+    probe1 = wd_probe()
+    wall1 = last_done or time.monotonic_ns()
+    ep.close()
+    return probe0, probe1, (wall1 - wall0) / 1e9
+
+
+def lateness_client(conns):
+    late = []
+    per_req = []
+    for c in conns:
+        per_req.append(len(c.arrivals))
+        for k, ts in enumerate(c.arrivals, 1):
+            sched = c.sent_ns + (DELAY + (k - 1) * INTERVAL) * 1e9
+            late.append((ts - sched) / 1e6)
+    return late, per_req
+
+
+LOG_TS = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6})\]")
+
+
+def lateness_server(error_log):
+    """From `LogLevel processing:debug`: arm and send times per request."""
+    armed = {}
+    sends = []
+    with open(error_log, errors="replace") as f:
+        for line in f:
+            m = LOG_TS.match(line)
+            if not m or "processing:debug" not in line:
+                continue
+            ts = datetime.strptime(m.group(1),
+                                   "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            rid = re.search(r"request (\S+?)[,;:]?\s*$", line)
+            if not rid:
+                continue
+            if " armed" in line or "] armed" in line:
+                armed[rid.group(1)] = ts
+            else:
+                k = re.search(r"sent 102 Processing #(\d+)", line)
+                if k:
+                    sends.append((rid.group(1), int(k.group(1)), ts))
+    late = []
+    for rid, k, ts in sends:
+        if rid in armed:
+            sched = armed[rid] + DELAY + (k - 1) * INTERVAL
+            late.append((ts - sched) * 1e3)
+    return late, len(armed), len(sends)
+
+
+def stats(v):
+    if not v:
+        return {"n": 0}
+    return {"n": len(v), "min": round(min(v), 3),
+            "p50": round(bl.percentile(v, 50), 3),
+            "p90": round(bl.percentile(v, 90), 3),
+            "p99": round(bl.percentile(v, 99), 3),
+            "max": round(max(v), 3)}
+
+
+def one_run(so, sleep_so, pattern, debug):
+    s = bl.Server(f"sc-{pattern}", mpm="event", module=True,
+                  processing=None, module_so=so, sleep_so=sleep_so,
+                  threads=CONNS + 50, extra=server_conf(),
+                  loglevel="debug" if debug else "warn")
+    out = {"pattern": pattern, "debug_log": debug, "connections": CONNS,
+           "sleep_ms": SLEEP_MS}
+    try:
+        s.start(timeout=60)
+        child = s.child_pid
+
+        # The watchdog thread starts on the child's first armed request:
+        # arm one short request to create it (the new thread is the
+        # watchdog), then wait until its due time (the horizon it sleeps
+        # toward) has passed, so that the measured run starts with the
+        # thread in its untimed wait, as on a server that has been quiet.
+        def first_arm():
+            c = bl.Http1(s.port)
+            out["first_arm_status"] = c.request("/slow?sleep=0",
+                                                close=True)[0]
+            c.close()
+
+        wd = bl.start_watchdog(child, first_arm)
+        time.sleep(DELAY + 1.0)
+        out["threads_in_child"] = len(os.listdir(f"/proc/{child}/task"))
+
+        def probe():
+            st = bl.task_status(child, wd)
+            return (bl.task_cpu_ns(child, wd),
+                    (st["voluntary_ctxt_switches"],
+                     st["nonvoluntary_ctxt_switches"]))
+
+        conns = open_connections(s.port, CONNS)
+        (cpu0, sw0), (cpu1, sw1), wall = run_client(s.port, pattern, conns,
+                                                    probe)
+        late, per_req = lateness_client(conns)
+        out["requests_completed"] = sum(1 for c in conns if c.status == 200)
+        out["interims_received"] = len(late)
+        out["interims_per_request_min"] = min(per_req)
+        out["interims_per_request_max"] = max(per_req)
+        out["lateness_client_ms"] = stats(late)
+        out["wall_s"] = round(wall, 2)
+        out["watchdog_cpu_ms"] = round((cpu1 - cpu0) / 1e6, 2)
+        out["watchdog_cpu_pct_of_core"] = round(
+            100.0 * (cpu1 - cpu0) / 1e9 / wall, 3)
+        # voluntary: the thread blocked (timed or untimed wait, or the
+        # mutex held by a worker); nonvoluntary: it was preempted
+        out["watchdog_voluntary"] = sw1[0] - sw0[0]
+        out["watchdog_nonvoluntary"] = sw1[1] - sw0[1]
+        out["watchdog_wakes"] = sum(sw1) - sum(sw0)
+        out["watchdog_us_per_102"] = round(
+            (cpu1 - cpu0) / 1e3 / max(1, len(late)), 2)
+        for c in conns:
+            c.sock.close()
+        if debug:
+            time.sleep(0.5)
+            late_s, n_armed, n_sent = lateness_server(s.error_log)
+            out["lateness_server_ms"] = stats(late_s)
+            out["server_log_armed"] = n_armed
+            out["server_log_sent"] = n_sent
+        out["errors"] = [ln for ln in s.error_lines()][:10]
+    finally:
+        s.stop(timeout=60)
+        s.cleanup()
+    lc = out["lateness_client_ms"]
+    msg = (f"{pattern:6} debug={int(debug)}: {out['requests_completed']}/"
+           f"{CONNS} ok, {out['interims_received']} 102s, client lateness "
+           f"p50 {lc.get('p50')} p99 {lc.get('p99')} max {lc.get('max')} ms; "
+           f"watchdog {out['watchdog_cpu_ms']} ms CPU in {out['wall_s']} s "
+           f"= {out['watchdog_cpu_pct_of_core']}% of a core, "
+           f"{out['watchdog_wakes']} wakes")
+    if debug:
+        ls = out["lateness_server_ms"]
+        msg += (f"; server-log lateness p50 {ls.get('p50')} p99 "
+                f"{ls.get('p99')} max {ls.get('max')} ms")
+    bl.log(msg)
+    return out
+
+
+def main():
+    nofile = bl.raise_nofile()
+    if nofile < CONNS + 100:
+        sys.exit(f"need {CONNS + 100} file descriptors, have {nofile}")
+    so = bl.build_module()
+    sleep_so = bl.build_sleep_module()
+    res = {"machine": bl.machine_info(), "module": bl.module_identity(so),
+           "delay_s": DELAY, "interval_s": INTERVAL, "runs": []}
+    for pattern in PATTERNS:
+        res["runs"].append(one_run(so, sleep_so, pattern, False))
+        if DEBUG_RUN:
+            res["runs"].append(one_run(so, sleep_so, pattern, True))
+    bl.save_json("scale.json", res)
+
+
+if __name__ == "__main__":
+    main()
