@@ -20,7 +20,7 @@
  *
  * Threads.  A worker thread runs the handler; one watchdog thread per child
  * sends the 102s.  The watchdog never touches memory the worker uses: it
- * works on the module's own per-connection record (under proc_mutex), on
+ * works on the module's own per-connection record (under the lock), on
  * a private shadow request/connection whose pool, bucket allocator and
  * only output filter are its own, on the socket's file descriptor with a
  * non-blocking send(), and, for TLS, on the connection's SSL object with a
@@ -28,7 +28,7 @@
  *
  * The gate.  Every byte the worker writes (and, for TLS, every read) passes
  * a connection filter that, when the record is armed, disarms it under the
- * mutex and first writes any unsent remainder of a 102.  So no 102 can
+ * lock and first writes any unsent remainder of a 102.  So no 102 can
  * follow or interleave with the final response.
  *
  * See README.md ("How it works") for the full story.
@@ -59,6 +59,44 @@
 #include <signal.h>
 #include <pthread.h>
 #include <sys/socket.h>
+
+/* The lock: a futex word on Linux, APR's mutex and condition elsewhere or
+ * when built with -DPROC_APR_LOCK (see "The lock" below). */
+#if defined(__linux__) && !defined(PROC_APR_LOCK)
+#define PROC_FUTEX_LOCK 1
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+
+/* Race-detector builds (test/stress/run-racecheck) tell helgrind or drd
+ * that the futex lock is a lock; in every other build these are empty. */
+#if defined(PROC_RACECHECK_HELGRIND)
+#include <valgrind/helgrind.h>
+#define PROC_LOCK_CREATED(l)    VALGRIND_HG_DISABLE_CHECKING(l, sizeof(*(l))); \
+                                VALGRIND_HG_MUTEX_INIT_POST(l, 0)
+#define PROC_LOCK_ACQUIRING(l)  VALGRIND_HG_MUTEX_LOCK_PRE(l, 0)
+#define PROC_LOCK_ACQUIRED(l)   VALGRIND_HG_MUTEX_LOCK_POST(l)
+#define PROC_LOCK_RELEASING(l)  VALGRIND_HG_MUTEX_UNLOCK_PRE(l)
+#define PROC_LOCK_RELEASED(l)   VALGRIND_HG_MUTEX_UNLOCK_POST(l)
+#define PROC_IGNORE_WORD(w)     VALGRIND_HG_DISABLE_CHECKING(w, sizeof(*(w)))
+#elif defined(PROC_RACECHECK_DRD)
+#include <valgrind/drd.h>
+#define PROC_LOCK_CREATED(l)    DRD_IGNORE_VAR(*(l)); ANNOTATE_RWLOCK_CREATE(l)
+#define PROC_LOCK_ACQUIRING(l)
+#define PROC_LOCK_ACQUIRED(l)   ANNOTATE_RWLOCK_ACQUIRED(l, 1)
+#define PROC_LOCK_RELEASING(l)  ANNOTATE_RWLOCK_RELEASED(l, 1)
+#define PROC_LOCK_RELEASED(l)
+#define PROC_IGNORE_WORD(w)     DRD_IGNORE_VAR(*(w))
+#else
+#define PROC_LOCK_CREATED(l)
+#define PROC_LOCK_ACQUIRING(l)
+#define PROC_LOCK_ACQUIRED(l)
+#define PROC_LOCK_RELEASING(l)
+#define PROC_LOCK_RELEASED(l)
+#define PROC_IGNORE_WORD(w)
+#endif
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -94,6 +132,15 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
  * one wake-up (each costs more than the sends), at most 10 ms late. */
 #define PROC_WAKE_GRID          apr_time_from_msec(10)
 
+/* For the rare branch of code that runs on every pass of output (the
+ * gate): kept out of line, the common branch stays a few instructions and
+ * a tail call. */
+#if defined(__GNUC__)
+#define PROC_NOINLINE           __attribute__((noinline))
+#else
+#define PROC_NOINLINE
+#endif
+
 #define PROC_NOT_QUEUED         ((apr_size_t)-1)
 #define PROC_NEVER              APR_INT64_MAX
 
@@ -105,6 +152,7 @@ typedef struct {
     int max_count;                  /* ProcessingMaxCount, 0 = no limit */
     apr_interval_time_t max_time;   /* ProcessingMaxTime, 0 = no limit */
     int require_prefer;             /* ProcessingRequirePrefer On|Off */
+    int configured;                 /* any of the above set here */
 } proc_dir_cfg;
 
 /* Counters for mod_status, summed over all children: one anonymous shared
@@ -121,21 +169,20 @@ typedef struct {
 /* Per-connection record, allocated once from c->pool on first need and
  * reused by every request on the connection (HTTP/1.1 runs one at a time).
  *
- * Ownership: fields marked [mutex] are shared with the watchdog and only
- * touched with proc_mutex held.  Fields marked [worker] belong to the worker
+ * Ownership: fields marked [lock] are shared with the watchdog and only
+ * touched with the lock held.  Fields marked [worker] belong to the worker
  * thread; the watchdog never reads them.  [arm] fields are written by the
- * worker before the record is queued (under the mutex, which publishes them)
+ * worker before the record is queued (under the lock, which publishes them)
  * and only read afterwards. */
 typedef struct proc_conn {
-    int armed;                      /* [worker writes, under mutex] 102s may
+    int armed;                      /* [worker writes, under lock] 102s may
                                      * be sent; only the worker changes it */
-    apr_size_t heap_idx;            /* [mutex] index in the deadline heap */
-    apr_time_t due;                 /* [mutex] when the next 102 is due */
-    int sent;                       /* [mutex] complete 102s this request */
-    int dead;                       /* [mutex] a send failed: stop */
-    apr_size_t pending_off;         /* [mutex] bytes of pending[] written */
-    apr_size_t pending_len;         /* [mutex] bytes in pending[] */
-    unsigned char pending[PROC_PENDING_MAX]; /* [mutex] unsent 102 bytes */
+    apr_size_t heap_idx;            /* [lock] index in the deadline heap */
+    apr_time_t due;                 /* [lock] when the next 102 is due */
+    int sent;                       /* [lock] complete 102s this request */
+    int dead;                       /* [lock] a send failed: stop */
+    apr_size_t pending_off;         /* [lock] bytes of pending[] written */
+    apr_size_t pending_len;         /* [lock] bytes in pending[] */
 
     apr_os_sock_t fd;               /* [arm] the client socket */
     SSL *ssl;                       /* [arm] mod_ssl's SSL, NULL if plain */
@@ -150,26 +197,37 @@ typedef struct proc_conn {
     conn_rec *c;                    /* [worker] */
     request_rec *r;                 /* [worker] request armed or waiting */
     int gates_added;                /* [worker] gate filters installed */
+    int note_set;                   /* [worker] r->notes has our note */
+    int log_debug;                  /* [worker] r logs at debug level */
+
+    /* Last: the only field a new record need not zero. */
+    unsigned char pending[PROC_PENDING_MAX]; /* [lock] unsent 102 bytes */
 } proc_conn;
 
 /* The watchdog of this child process. */
 typedef struct {
+    int ready;                      /* set up at child start; else no 102s */
+#ifdef PROC_FUTEX_LOCK
+    int lock;                       /* guards the records and this struct:
+                                     * 0 free, 1 held, 2 held and waited for */
+    unsigned int wake_seq;          /* [lock] bumped to wake the thread */
+#else
     apr_thread_mutex_t *mutex;      /* guards the records and this struct */
-    apr_thread_cond_t *wakeup;      /* signalled when the earliest due time
-                                     * moves earlier, or to stop */
+    apr_thread_cond_t *wakeup;      /* signalled to wake the thread */
+#endif
     apr_thread_t *thread;
-    int running;                    /* [mutex] cleared to stop the thread */
-    int closing;                    /* [mutex] child exiting: no new start */
-    int start_failed;               /* [mutex] thread creation failed */
+    int running;                    /* [lock] cleared to stop the thread */
+    int closing;                    /* [lock] child exiting: no new start */
+    int start_failed;               /* [lock] thread creation failed */
     int stopped;                    /* set once the child exits: records
                                      * are then released without the lock */
-    apr_time_t sleep_until;         /* [mutex] what the thread waits for */
-    apr_time_t horizon;             /* [mutex] latest due time ever armed */
-    apr_uint64_t armed_here;        /* [mutex] this child's share of the
+    apr_time_t sleep_until;         /* [lock] what the thread waits for */
+    apr_time_t horizon;             /* [lock] latest due time ever armed */
+    apr_uint64_t armed_here;        /* [lock] this child's share of the
                                      * shared armed_now counter */
-    proc_conn **heap;               /* [mutex] min-heap on due time */
-    apr_size_t heap_len;            /* [mutex] */
-    apr_size_t heap_cap;            /* [mutex] */
+    proc_conn **heap;               /* [lock] min-heap on due time */
+    apr_size_t heap_len;            /* [lock] */
+    apr_size_t heap_cap;            /* [lock] */
 
     /* Below: touched by the watchdog thread only. */
     apr_pool_t *pool;               /* own allocator: shadow request */
@@ -188,6 +246,167 @@ static ap_filter_rec_t *proc_body_filter_handle;
 static ap_filter_rec_t *proc_gate_out_handle;
 static ap_filter_rec_t *proc_gate_in_handle;
 static ap_filter_rec_t *proc_writer_handle;
+
+/* ------------------------------------------------------------------ */
+/* The lock, and the watchdog's sleep                                 */
+/*
+ * One lock guards the deadline heap and the records' [lock] fields, and
+ * every armed request takes it twice (arm, disarm).  With APR's mutex
+ * those two holds cost ~145 instructions per request (apr_thread_mutex_*
+ * around glibc's pthread_mutex_*, measured with callgrind: bench/), a
+ * sixth of all the module adds to a small static request.  On Linux the
+ * lock is therefore a futex word, the classic three-state mutex (Drepper,
+ * "Futexes Are Tricky", mutex 2): one atomic instruction to take it and
+ * one to release it when nobody waits; a thread that finds it held sleeps
+ * in the kernel, as in a pthread mutex, never spins.  It is used exactly
+ * like the mutex it replaces (same holders, same holds), and
+ * -DPROC_APR_LOCK builds the APR version for comparison or other systems.
+ *
+ * The watchdog sleeps on a second futex word, a counter that whoever
+ * wakes it bumps under the lock: it reads the counter under the lock
+ * before releasing it, and FUTEX_WAIT returns at once if the counter has
+ * moved since, so no wake-up is lost between the release and the wait.
+ */
+
+#ifdef PROC_FUTEX_LOCK
+
+static long proc_futex(int *word, int op, int val,
+                       const struct timespec *timeout)
+{
+    return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+static int proc_lock_create(apr_pool_t *pchild)
+{
+    proc_wd.lock = 0;
+    proc_wd.wake_seq = 0;
+    PROC_LOCK_CREATED(&proc_wd.lock);
+    PROC_IGNORE_WORD(&proc_wd.wake_seq);
+    return 1;
+}
+
+/* The lock was held: mark it "waited for" (2) and sleep until it is
+ * released, until taking it finds it free. */
+static PROC_NOINLINE void proc_lock_contended(int seen)
+{
+    if (seen != 2) {
+        seen = __atomic_exchange_n(&proc_wd.lock, 2, __ATOMIC_ACQUIRE);
+    }
+    while (seen != 0) {
+        proc_futex(&proc_wd.lock, FUTEX_WAIT_PRIVATE, 2, NULL);
+        seen = __atomic_exchange_n(&proc_wd.lock, 2, __ATOMIC_ACQUIRE);
+    }
+}
+
+static void proc_lock(void)
+{
+    int seen = 0;
+
+    PROC_LOCK_ACQUIRING(&proc_wd.lock);
+    if (!__atomic_compare_exchange_n(&proc_wd.lock, &seen, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        proc_lock_contended(seen);
+    }
+    PROC_LOCK_ACQUIRED(&proc_wd.lock);
+}
+
+static int proc_trylock(void)
+{
+    int seen = 0;
+
+    if (!__atomic_compare_exchange_n(&proc_wd.lock, &seen, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    PROC_LOCK_ACQUIRED(&proc_wd.lock);
+    return 1;
+}
+
+static void proc_unlock(void)
+{
+    PROC_LOCK_RELEASING(&proc_wd.lock);
+    if (__atomic_exchange_n(&proc_wd.lock, 0, __ATOMIC_RELEASE) == 2) {
+        proc_futex(&proc_wd.lock, FUTEX_WAKE_PRIVATE, 1, NULL);
+    }
+    PROC_LOCK_RELEASED(&proc_wd.lock);
+}
+
+/* Watchdog thread, lock held: releases it, sleeps until `until` (or a
+ * wake-up; PROC_NEVER: no time limit), takes it again. */
+static void proc_wd_sleep(apr_time_t until, apr_time_t now)
+{
+    int seq = (int)proc_wd.wake_seq;
+    struct timespec ts, *timeout = NULL;
+
+    if (until != PROC_NEVER) {
+        apr_interval_time_t d = until > now ? until - now : 0;
+        ts.tv_sec = (time_t)apr_time_sec(d);
+        ts.tv_nsec = (long)apr_time_usec(d) * 1000;
+        timeout = &ts;
+    }
+    proc_unlock();
+    proc_futex((int *)&proc_wd.wake_seq, FUTEX_WAIT_PRIVATE, seq, timeout);
+    proc_lock();
+}
+
+/* Lock held: make the watchdog look at the heap again, as soon as the
+ * caller calls proc_wd_wake_after_unlock() (so that the thread is not
+ * woken straight into a lock that is still held). */
+static void proc_wd_wake(void)
+{
+    proc_wd.wake_seq++;
+}
+
+static void proc_wd_wake_after_unlock(void)
+{
+    proc_futex((int *)&proc_wd.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+#else /* APR's mutex and condition variable */
+
+static int proc_lock_create(apr_pool_t *pchild)
+{
+    return apr_thread_mutex_create(&proc_wd.mutex, APR_THREAD_MUTEX_DEFAULT,
+                                   pchild) == APR_SUCCESS
+           && apr_thread_cond_create(&proc_wd.wakeup, pchild) == APR_SUCCESS;
+}
+
+static void proc_lock(void)
+{
+    apr_thread_mutex_lock(proc_wd.mutex);
+}
+
+static int proc_trylock(void)
+{
+    return apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS;
+}
+
+static void proc_unlock(void)
+{
+    apr_thread_mutex_unlock(proc_wd.mutex);
+}
+
+static void proc_wd_sleep(apr_time_t until, apr_time_t now)
+{
+    if (until == PROC_NEVER) {
+        apr_thread_cond_wait(proc_wd.wakeup, proc_wd.mutex);
+    }
+    else {
+        apr_thread_cond_timedwait(proc_wd.wakeup, proc_wd.mutex,
+                                  until > now ? until - now : 0);
+    }
+}
+
+static void proc_wd_wake(void)
+{
+    apr_thread_cond_signal(proc_wd.wakeup);
+}
+
+static void proc_wd_wake_after_unlock(void)
+{
+}
+
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Configuration values in effect                                     */
@@ -224,7 +443,7 @@ static void proc_count(volatile apr_uint64_t *counter, int delta)
 }
 
 /* ------------------------------------------------------------------ */
-/* Deadline heap (caller holds proc_wd.mutex)                         */
+/* Deadline heap (caller holds the lock   )                         */
 
 static void proc_heap_place(apr_size_t i, proc_conn *pc)
 {
@@ -305,8 +524,8 @@ static void proc_heap_remove(proc_conn *pc)
 }
 
 /* ------------------------------------------------------------------ */
-/* Watchdog thread: everything here runs on it, with the mutex held.  */
-/* It reads and writes only proc_wd, the [mutex] and [arm] fields of  */
+/* Watchdog thread: everything here runs on it, with the lock held.   */
+/* It reads and writes only proc_wd, the [lock] and [arm] fields of   */
 /* records, the socket fd and (TLS) the SSL with a private BIO.       */
 
 /* Appends the clear-text bytes of an interim response to pc->pending,
@@ -504,7 +723,7 @@ static apr_time_t proc_wd_next_wake(apr_time_t now)
 
 static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
 {
-    apr_thread_mutex_lock(proc_wd.mutex);
+    proc_lock();
     while (proc_wd.running) {
         apr_time_t now = apr_time_now();
 
@@ -512,16 +731,10 @@ static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
             proc_wd_service(proc_wd.heap[0], now);
         }
         proc_wd.sleep_until = proc_wd_next_wake(now);
-        if (proc_wd.sleep_until == PROC_NEVER) {
-            apr_thread_cond_wait(proc_wd.wakeup, proc_wd.mutex);
-        }
-        else {
-            apr_thread_cond_timedwait(proc_wd.wakeup, proc_wd.mutex,
-                                      proc_wd.sleep_until - now);
-        }
+        proc_wd_sleep(proc_wd.sleep_until, now);
         proc_wd.sleep_until = 0;
     }
-    apr_thread_mutex_unlock(proc_wd.mutex);
+    proc_unlock();
     return NULL;
 }
 
@@ -582,7 +795,7 @@ static apr_status_t proc_wd_make_pools(void)
     return apr_pool_create(&proc_wd.send_pool, proc_wd.pool);
 }
 
-/* Starts the watchdog thread on the first arm (caller holds the mutex):
+/* Starts the watchdog thread on the first arm (caller holds the lock):
  * a child that never arms a request has no extra thread, so prefork
  * children stay single-threaded (which also keeps glibc's system calls on
  * their fast path) and an idle server has nothing to wake. */
@@ -618,15 +831,15 @@ static int proc_wd_start(request_rec *r)
     return 1;
 }
 
-/* Takes the mutex at child exit, giving up after about a second.  prefork
+/* Takes the lock at child exit, giving up after about a second.  prefork
  * runs the child pool's cleanups inside its SIGTERM handler, on the worker
- * thread, which may have been interrupted while holding the mutex. */
+ * thread, which may have been interrupted while holding the lock. */
 static int proc_wd_lock_for_exit(void)
 {
     int i;
 
     for (i = 0; i < 200; i++) {
-        if (apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS) {
+        if (proc_trylock()) {
             return 1;
         }
         apr_sleep(apr_time_from_msec(5));
@@ -654,7 +867,7 @@ static apr_status_t proc_wd_stop(void *data)
     apr_size_t i;
 
     if (!proc_wd_lock_for_exit()) {
-        /* Our own interrupted code holds the mutex, so the watchdog can
+        /* Our own interrupted code holds the lock, so the watchdog can
          * never take it again and touches nothing more; the process exits
          * right after this cleanup. */
         proc_wd.stopped = 1;
@@ -663,8 +876,9 @@ static apr_status_t proc_wd_stop(void *data)
     }
     proc_wd.closing = 1;
     proc_wd.running = 0;
-    apr_thread_cond_signal(proc_wd.wakeup);
-    apr_thread_mutex_unlock(proc_wd.mutex);
+    proc_wd_wake();
+    proc_unlock();
+    proc_wd_wake_after_unlock();
     if (proc_wd.thread) {
         apr_thread_join(&rv, proc_wd.thread);
         proc_wd.thread = NULL;
@@ -693,21 +907,13 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
     apr_status_t rv;
 
     memset(&proc_wd, 0, sizeof(proc_wd));
-    rv = apr_thread_mutex_create(&proc_wd.mutex, APR_THREAD_MUTEX_DEFAULT,
-                                 pchild);
-    if (rv == APR_SUCCESS) {
-        rv = apr_thread_cond_create(&proc_wd.wakeup, pchild);
-    }
-    if (rv == APR_SUCCESS) {
-        rv = proc_wd_make_pools();
-    }
+    rv = proc_lock_create(pchild) ? proc_wd_make_pools() : APR_ENOMEM;
     if (rv == APR_SUCCESS && !(proc_wd.tls_out = BIO_new(BIO_s_mem()))) {
         rv = APR_ENOMEM;
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "cannot set up the "
                      "watchdog; no 102 Processing will be sent");
-        proc_wd.mutex = NULL;
         return;
     }
     if (proc_wd_make_shadow() != APR_SUCCESS) {
@@ -717,22 +923,28 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
         proc_wd.shadow_r = NULL;
     }
     proc_wd.sleep_until = PROC_NEVER;
+    proc_wd.ready = 1;
     apr_pool_pre_cleanup_register(pchild, NULL, proc_wd_stop);
 }
 
 /* ------------------------------------------------------------------ */
 /* Worker side: arm and disarm                                        */
 
+static apr_status_t proc_conn_cleanup(void *data);
+
 static proc_conn *proc_conn_get(conn_rec *c)
 {
     proc_conn *pc = ap_get_module_config(c->conn_config, &processing_module);
 
     if (!pc) {
-        pc = apr_pcalloc(c->pool, sizeof(*pc));
+        pc = apr_palloc(c->pool, sizeof(*pc));
+        memset(pc, 0, APR_OFFSETOF(proc_conn, pending));
         pc->heap_idx = PROC_NOT_QUEUED;
         pc->c = c;
         pc->fd = -1;
         ap_set_module_config(c->conn_config, &processing_module, pc);
+        apr_pool_cleanup_register(c->pool, pc, proc_conn_cleanup,
+                                  apr_pool_cleanup_null);
     }
     return pc;
 }
@@ -759,19 +971,28 @@ static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
 }
 
 /* processing-sent for %{processing-sent}n.  mod_log_config may log the
- * last request of an internal redirect chain, so every one gets it. */
-static void proc_set_sent_note(request_rec *r, int sent)
+ * last request of an internal redirect chain, so every one gets it.  A
+ * note the handler has not set yet is appended without the search that
+ * apr_table_setn() makes (a third of this function's cost per request). */
+static void proc_set_sent_note(proc_conn *pc, int sent)
 {
+    request_rec *r = pc->r;
     const char *val = sent ? apr_itoa(r->pool, sent) : "0";
 
-    for (; r; r = r->next) {
+    if (pc->note_set) {
+        apr_table_setn(r->notes, "processing-sent", val);
+    }
+    else {
+        apr_table_addn(r->notes, "processing-sent", val);
+    }
+    for (r = r->next; r; r = r->next) {
         apr_table_setn(r->notes, "processing-sent", val);
     }
 }
 
 /* Stops 102s for the current request.  Called by the gates (first byte of
  * any output, or TLS input) and by the request pool cleanup.  Once
- * pc->armed is 0 under the mutex the watchdog never touches pc again. */
+ * pc->armed is 0 under the lock the watchdog never touches pc again. */
 static void proc_disarm(proc_conn *pc, const char *why)
 {
     unsigned char rest[PROC_PENDING_MAX];
@@ -784,7 +1005,7 @@ static void proc_disarm(proc_conn *pc, const char *why)
         pc->armed = 0;
         return;
     }
-    apr_thread_mutex_lock(proc_wd.mutex);
+    proc_lock();
     pc->armed = 0;
     proc_heap_remove(pc);
     rest_len = pc->pending_len - pc->pending_off;
@@ -794,7 +1015,7 @@ static void proc_disarm(proc_conn *pc, const char *why)
     }
     sent = pc->sent + (rest_len > 0);
     proc_wd.armed_here--;
-    apr_thread_mutex_unlock(proc_wd.mutex);
+    proc_unlock();
 
     proc_count(&proc_counters->armed_now, -1);
     if (rest_len > 0) {
@@ -802,21 +1023,33 @@ static void proc_disarm(proc_conn *pc, const char *why)
         proc_count(&proc_counters->sent_total, 1);
     }
     if (pc->r) {
-        proc_set_sent_note(pc->r, sent);
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, pc->r,
-                      "disarmed (%s) after %d 102 Processing, request %s",
-                      why, sent, pc->log_id);
+        proc_set_sent_note(pc, sent);
+        if (pc->log_debug) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, pc->r,
+                          "disarmed (%s) after %d 102 Processing, "
+                          "request %s", why, sent, pc->log_id);
+        }
+        /* Its response has started: nothing of it needs the record now,
+         * and the record must not keep a pointer into its pool. */
+        pc->r = NULL;
     }
 }
 
+static PROC_NOINLINE apr_status_t proc_gate_out_armed(ap_filter_t *f,
+                                                      apr_bucket_brigade *bb)
+{
+    proc_disarm(f->ctx, "response started");
+    return ap_pass_brigade(f->next, bb);
+}
+
 /* The output gate: a connection filter above mod_ssl's.  Armed: disarm
- * first, then let the bytes through.  Not armed: one branch. */
+ * first, then let the bytes through.  Not armed (every later pass of
+ * the response, and connections between requests): one test and a tail
+ * call, with the armed branch out of line so that no register is saved. */
 static apr_status_t proc_gate_out(ap_filter_t *f, apr_bucket_brigade *bb)
 {
-    proc_conn *pc = f->ctx;
-
-    if (pc->armed) {
-        proc_disarm(pc, "response started");
+    if (((proc_conn *)f->ctx)->armed) {
+        return proc_gate_out_armed(f, bb);
     }
     return ap_pass_brigade(f->next, bb);
 }
@@ -835,9 +1068,10 @@ static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
     return ap_get_brigade(f->next, bb, mode, block, readbytes);
 }
 
-/* A request's pool can outlive the start of the next request on the
- * connection (pipelined responses are written later), so the record is
- * released only by the request that holds it. */
+/* For a request that waits for its body (it may end without ever
+ * arming).  A request's pool can outlive the start of the next request on
+ * the connection (pipelined responses are written later), so the record
+ * is released only by the request that holds it. */
 static apr_status_t proc_request_cleanup(void *data)
 {
     request_rec *r = data;
@@ -850,6 +1084,22 @@ static apr_status_t proc_request_cleanup(void *data)
     pc->r = NULL;           /* the request is going away: no note, no log */
     if (pc->armed) {
         proc_disarm(pc, "request ended");
+    }
+    return APR_SUCCESS;
+}
+
+/* The record lives in c->pool: whatever happened to the requests, it
+ * leaves the watchdog's heap before its memory goes.  (An armed request
+ * always ends through the output gate: httpd passes the request's end,
+ * the EOR bucket, down the connection's filters.  This is the safety
+ * net under that, e.g. a child exiting in the middle of a handler.) */
+static apr_status_t proc_conn_cleanup(void *data)
+{
+    proc_conn *pc = data;
+
+    pc->r = NULL;           /* its pool is gone already */
+    if (pc->armed) {
+        proc_disarm(pc, "connection closed");
     }
     return APR_SUCCESS;
 }
@@ -900,12 +1150,18 @@ static void proc_add_gates(request_rec *r, proc_conn *pc)
     pc->gates_added = 1;
 }
 
-/* The watchdog names the request in its log lines (debug and trace only,
- * checked against the server's level, as ap_log_error will). */
+/* The watchdog names the request in its log lines (debug and trace) by
+ * a copy of its log id, made only when the request logs this module at
+ * debug level; one level check also serves the worker's arm and disarm
+ * lines.  (A server at debug level with this request's directory set
+ * lower logs the watchdog's lines with "-" for the request: they still
+ * name the connection.) */
 static void proc_copy_log_id(request_rec *r, proc_conn *pc)
 {
-    if (!APLOG_IS_LEVEL(r->server, APLOG_DEBUG)) {
-        pc->log_id[0] = '\0';
+    pc->log_debug = APLOG_R_IS_LEVEL(r, APLOG_DEBUG);
+    if (!pc->log_debug) {
+        pc->log_id[0] = '-';
+        pc->log_id[1] = '\0';
         return;
     }
     if (!r->log_id) {
@@ -921,11 +1177,14 @@ static void proc_copy_log_id(request_rec *r, proc_conn *pc)
 static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
 {
     int max = proc_max_count(cfg);
-    const char *cap = apr_table_get(r->subprocess_env,
-                                    "processing-max-count");
+    const char *cap;
     char *end;
     long n;
 
+    if (apr_table_elts(r->subprocess_env)->nelts == 0) {
+        return max;
+    }
+    cap = apr_table_get(r->subprocess_env, "processing-max-count");
     if (cap) {
         n = strtol(cap, &end, 10);
         if (end == cap || *end || n < 1 || n > PROC_MAX_COUNT_LIMIT) {
@@ -940,15 +1199,14 @@ static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
     return max;
 }
 
-/* The request is fully received and its handler runs: start the clock. */
-static void proc_arm(request_rec *r, proc_conn *pc)
+/* The request is fully received and its handler runs: start the clock,
+ * from `start` (when the request or its body was complete). */
+static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
+                     apr_time_t start)
 {
-    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
-                                                   &processing_module);
     apr_interval_time_t delay = proc_delay(cfg);
     apr_interval_time_t max_time = proc_max_time(cfg);
-    apr_time_t now;
-    int queued;
+    int queued, woke;
 
     proc_flush_connection(r, pc);
     proc_add_gates(r, pc);
@@ -964,13 +1222,12 @@ static void proc_arm(request_rec *r, proc_conn *pc)
     pc->conn_id = r->connection->id;
     proc_copy_log_id(r, pc);
 
-    now = apr_time_now();
-    apr_thread_mutex_lock(proc_wd.mutex);
+    proc_lock();
     pc->sent = 0;
     pc->dead = 0;
     pc->pending_len = pc->pending_off = 0;
-    pc->due = now + delay;
-    pc->stop_at = max_time ? now + max_time : PROC_NEVER;
+    pc->due = start + delay;
+    pc->stop_at = max_time ? start + max_time : PROC_NEVER;
     queued = proc_wd_start(r) && proc_wd.running && proc_heap_push(pc);
     pc->armed = queued;
     if (queued) {
@@ -981,10 +1238,14 @@ static void proc_arm(request_rec *r, proc_conn *pc)
     }
     /* Wake the watchdog only if it sleeps toward a later time: a request
      * that ends before its first 102 then costs no context switch. */
-    if (queued && proc_wd_wake_slot(pc->due) < proc_wd.sleep_until) {
-        apr_thread_cond_signal(proc_wd.wakeup);
+    woke = queued && proc_wd_wake_slot(pc->due) < proc_wd.sleep_until;
+    if (woke) {
+        proc_wd_wake();
     }
-    apr_thread_mutex_unlock(proc_wd.mutex);
+    proc_unlock();
+    if (woke) {
+        proc_wd_wake_after_unlock();
+    }
 
     if (queued) {
         proc_count(&proc_counters->armed_now, 1);
@@ -995,12 +1256,15 @@ static void proc_arm(request_rec *r, proc_conn *pc)
                              "processing");
         }
     }
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  "armed%s: first 102 in %" APR_TIME_T_FMT "ms, then every %"
-                  APR_TIME_T_FMT "ms, at most %d (0: no limit), request %s",
-                  queued ? "" : " FAILED (out of memory)",
-                  apr_time_as_msec(delay), apr_time_as_msec(pc->interval),
-                  pc->max_count, pc->log_id);
+    if (pc->log_debug) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "armed%s: first 102 "
+                      "in %" APR_TIME_T_FMT "ms, then every %" APR_TIME_T_FMT
+                      "ms, at most %d (0: no limit), request %s",
+                      queued ? "" : " FAILED (out of memory)",
+                      apr_time_as_msec(pc->due - apr_time_now()),
+                      apr_time_as_msec(pc->interval), pc->max_count,
+                      pc->log_id);
+    }
 }
 
 /* Whether the response (headers or its end) already went down the filter
@@ -1031,7 +1295,9 @@ static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
             proc_conn *pc = f->ctx;
             ap_remove_input_filter(f);
             if (pc->r == f->r && !pc->armed && !proc_response_started(f->r)) {
-                proc_arm(f->r, pc);
+                proc_arm(f->r, pc, ap_get_module_config(f->r->per_dir_config,
+                                                        &processing_module),
+                         apr_time_now());
             }
             break;
         }
@@ -1057,7 +1323,8 @@ static const char *proc_ineligible(request_rec *r)
     if (apr_table_get(r->headers_in, "Upgrade")) {
         return "Upgrade request";
     }
-    if (apr_table_get(r->subprocess_env, "no-processing")) {
+    if (apr_table_elts(r->subprocess_env)->nelts > 0
+        && apr_table_get(r->subprocess_env, "no-processing")) {
         return "no-processing set";
     }
     return NULL;
@@ -1106,7 +1373,7 @@ static int proc_handler(request_rec *r)
     const char *why;
     proc_conn *pc;
 
-    if (cfg->enabled != 1 || !proc_wd.mutex) {
+    if (cfg->enabled != 1 || !proc_wd.ready) {
         return DECLINED;
     }
     why = proc_ineligible(r);
@@ -1124,22 +1391,30 @@ static int proc_handler(request_rec *r)
         return DECLINED;
     }
     if (pc->armed) {
-        /* Cannot happen (the previous request's output disarmed it), but
-         * never let one request inherit another's schedule. */
+        /* Cannot happen (the previous request's end crossed the gate),
+         * but never let one request inherit another's schedule; that
+         * request may be gone, so no note for it. */
+        pc->r = NULL;
         proc_disarm(pc, "next request");
     }
     pc->r = r;
-    apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
-                              apr_pool_cleanup_null);
 
     if (ap_request_has_body(r)) {
         /* Armed later, if at all: log "0" until then. */
         apr_table_setn(r->notes, "processing-sent", "0");
+        pc->note_set = 1;
+        apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
+                                  apr_pool_cleanup_null);
         ap_add_input_filter_handle(proc_body_filter_handle, pc, r,
                                    r->connection);
     }
     else {
-        proc_arm(r, pc);
+        /* Armed now; its end always crosses the gate, which disarms it
+         * and lets go of r (no pool cleanup needed per request). */
+        /* The request was complete when its head was read: the clock
+         * starts there, as the client's and any proxy's own timer did. */
+        pc->note_set = 0;
+        proc_arm(r, pc, cfg, r->request_time);
     }
     return DECLINED;
 }
@@ -1166,33 +1441,19 @@ static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
     cfg->max_count = UNSET;
     cfg->max_time = UNSET;
     cfg->require_prefer = UNSET;
+    cfg->configured = 0;
     return cfg;
 }
 
-static int proc_dir_cfg_is_empty(const proc_dir_cfg *cfg)
+/* Both sides set something of ours: a new record, each field from the
+ * more specific side where it is set there. */
+static PROC_NOINLINE void *proc_merge_both(apr_pool_t *p,
+                                           const proc_dir_cfg *base,
+                                           const proc_dir_cfg *add)
 {
-    return cfg->enabled == UNSET && cfg->interval == UNSET
-           && cfg->delay == UNSET && cfg->max_count == UNSET
-           && cfg->max_time == UNSET && cfg->require_prefer == UNSET;
-}
+    proc_dir_cfg *cfg = apr_palloc(p, sizeof(*cfg));
 
-static void *proc_merge_dir_cfg(apr_pool_t *p, void *base_, void *add_)
-{
-    proc_dir_cfg *base = base_, *add = add_;
-    proc_dir_cfg *cfg;
-
-    /* httpd merges every <Directory>/<Location> section on every request,
-     * with or without our directives: when one side sets nothing of ours,
-     * the result is the other side as it is (neither is ever written to),
-     * and no allocation is needed. */
-    if (proc_dir_cfg_is_empty(add)) {
-        return base;
-    }
-    if (proc_dir_cfg_is_empty(base)) {
-        return add;
-    }
-    cfg = apr_palloc(p, sizeof(*cfg));
-
+    cfg->configured = 1;
     cfg->enabled = add->enabled != UNSET ? add->enabled : base->enabled;
     cfg->interval = add->interval != UNSET ? add->interval : base->interval;
     cfg->delay = add->delay != UNSET ? add->delay : base->delay;
@@ -1202,6 +1463,21 @@ static void *proc_merge_dir_cfg(apr_pool_t *p, void *base_, void *add_)
     cfg->require_prefer = add->require_prefer != UNSET ? add->require_prefer
                                                        : base->require_prefer;
     return cfg;
+}
+
+/* httpd merges every <Directory>/<Location> section on every request, with
+ * or without our directives: when one side sets nothing of ours, the
+ * result is the other side as it is (neither is ever written to), without
+ * an allocation. */
+static void *proc_merge_dir_cfg(apr_pool_t *p, void *base, void *add)
+{
+    if (!((proc_dir_cfg *)add)->configured) {
+        return base;
+    }
+    if (!((proc_dir_cfg *)base)->configured) {
+        return add;
+    }
+    return proc_merge_both(p, base, add);
 }
 
 /* Parses a duration the way httpd does (ap_timeout_parameter_parse: plain
@@ -1239,6 +1515,7 @@ static const char *proc_parse_duration(cmd_parms *cmd, const char *arg,
 static const char *proc_set_enabled(cmd_parms *cmd, void *dcfg, int flag)
 {
     ((proc_dir_cfg *)dcfg)->enabled = flag;
+    ((proc_dir_cfg *)dcfg)->configured = 1;
     return NULL;
 }
 
@@ -1246,12 +1523,14 @@ static const char *proc_set_require_prefer(cmd_parms *cmd, void *dcfg,
                                            int flag)
 {
     ((proc_dir_cfg *)dcfg)->require_prefer = flag;
+    ((proc_dir_cfg *)dcfg)->configured = 1;
     return NULL;
 }
 
 static const char *proc_set_interval(cmd_parms *cmd, void *dcfg,
                                      const char *arg)
 {
+    ((proc_dir_cfg *)dcfg)->configured = 1;
     return proc_parse_duration(cmd, arg, PROC_MIN_INTERVAL,
                                PROC_MAX_DURATION, "100ms to 1h",
                                &((proc_dir_cfg *)dcfg)->interval);
@@ -1259,6 +1538,7 @@ static const char *proc_set_interval(cmd_parms *cmd, void *dcfg,
 
 static const char *proc_set_delay(cmd_parms *cmd, void *dcfg, const char *arg)
 {
+    ((proc_dir_cfg *)dcfg)->configured = 1;
     return proc_parse_duration(cmd, arg, 0, PROC_MAX_DURATION, "0 to 1h",
                                &((proc_dir_cfg *)dcfg)->delay);
 }
@@ -1266,6 +1546,7 @@ static const char *proc_set_delay(cmd_parms *cmd, void *dcfg, const char *arg)
 static const char *proc_set_max_time(cmd_parms *cmd, void *dcfg,
                                      const char *arg)
 {
+    ((proc_dir_cfg *)dcfg)->configured = 1;
     return proc_parse_duration(cmd, arg, 0, PROC_MAX_DURATION,
                                "0 (no limit) to 1h",
                                &((proc_dir_cfg *)dcfg)->max_time);
@@ -1287,6 +1568,7 @@ static const char *proc_set_max_count(cmd_parms *cmd, void *dcfg,
                             cmd->cmd->name, arg, PROC_MAX_COUNT_LIMIT);
     }
     ((proc_dir_cfg *)dcfg)->max_count = (int)v;
+    ((proc_dir_cfg *)dcfg)->configured = 1;
     return NULL;
 }
 
