@@ -298,13 +298,15 @@ static PROC_NOINLINE void proc_lock_contended(int seen)
     }
 }
 
+/* (The __sync compare-and-swap returns the old value: no local whose
+ * address is taken, which would give every caller a stack canary.) */
 static void proc_lock(void)
 {
-    int seen = 0;
+    int seen;
 
     PROC_LOCK_ACQUIRING(&proc_wd.lock);
-    if (!__atomic_compare_exchange_n(&proc_wd.lock, &seen, 1, 0,
-                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    seen = __sync_val_compare_and_swap(&proc_wd.lock, 0, 1);
+    if (seen != 0) {
         proc_lock_contended(seen);
     }
     PROC_LOCK_ACQUIRED(&proc_wd.lock);
@@ -312,10 +314,7 @@ static void proc_lock(void)
 
 static int proc_trylock(void)
 {
-    int seen = 0;
-
-    if (!__atomic_compare_exchange_n(&proc_wd.lock, &seen, 1, 0,
-                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    if (__sync_val_compare_and_swap(&proc_wd.lock, 0, 1) != 0) {
         return 0;
     }
     PROC_LOCK_ACQUIRED(&proc_wd.lock);
@@ -799,14 +798,11 @@ static apr_status_t proc_wd_make_pools(void)
  * a child that never arms a request has no extra thread, so prefork
  * children stay single-threaded (which also keeps glibc's system calls on
  * their fast path) and an idle server has nothing to wake. */
-static int proc_wd_start(request_rec *r)
+static PROC_NOINLINE int proc_wd_start(request_rec *r)
 {
     sigset_t all, saved;
     apr_status_t rv;
 
-    if (proc_wd.thread) {
-        return 1;
-    }
     if (proc_wd.closing || proc_wd.start_failed) {
         return 0;
     }
@@ -952,8 +948,9 @@ static proc_conn *proc_conn_get(conn_rec *c)
 /* Writes the remainder of a 102 the watchdog could not finish, blocking
  * (with the connection's Timeout) in the worker thread, before any other
  * byte of the connection. */
-static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
-                                 apr_size_t len)
+static PROC_NOINLINE void proc_write_remainder(proc_conn *pc,
+                                               const unsigned char *buf,
+                                               apr_size_t len)
 {
     apr_socket_t *sock = ap_get_conn_socket(pc->c);
 
@@ -995,8 +992,7 @@ static void proc_set_sent_note(proc_conn *pc, int sent)
  * pc->armed is 0 under the lock the watchdog never touches pc again. */
 static void proc_disarm(proc_conn *pc, const char *why)
 {
-    unsigned char rest[PROC_PENDING_MAX];
-    apr_size_t rest_len;
+    apr_size_t rest_off, rest_len;
     int sent;
 
     if (proc_wd.stopped) {
@@ -1008,18 +1004,19 @@ static void proc_disarm(proc_conn *pc, const char *why)
     proc_lock();
     pc->armed = 0;
     proc_heap_remove(pc);
-    rest_len = pc->pending_len - pc->pending_off;
-    if (rest_len > 0) {
-        memcpy(rest, pc->pending + pc->pending_off, rest_len);
-        pc->pending_len = pc->pending_off = 0;
-    }
+    /* From here the watchdog never looks at pc, so the unsent remainder
+     * can be written from pc->pending after the lock is released: the
+     * buffer is used again only by this connection's next arm. */
+    rest_off = pc->pending_off;
+    rest_len = pc->pending_len - rest_off;
+    pc->pending_len = pc->pending_off = 0;
     sent = pc->sent + (rest_len > 0);
     proc_wd.armed_here--;
     proc_unlock();
 
     proc_count(&proc_counters->armed_now, -1);
     if (rest_len > 0) {
-        proc_write_remainder(pc, rest, rest_len);
+        proc_write_remainder(pc, pc->pending + rest_off, rest_len);
         proc_count(&proc_counters->sent_total, 1);
     }
     if (pc->r) {
@@ -1174,29 +1171,36 @@ static void proc_copy_log_id(request_rec *r, proc_conn *pc)
 /* ProcessingMaxCount, lowered (never raised) by the env var
  * processing-max-count=N (1..1000) that BrowserMatch/SetEnvIf set for
  * clients and proxies known to accept only N interim responses. */
+/* The env var's cap applied to max (out of line: rare, and strtol's &end
+ * would give proc_arm a stack canary). */
+static PROC_NOINLINE int proc_env_max_count(request_rec *r, int max)
+{
+    const char *cap = apr_table_get(r->subprocess_env,
+                                    "processing-max-count");
+    char *end;
+    long n;
+
+    if (!cap) {
+        return max;
+    }
+    n = strtol(cap, &end, 10);
+    if (end == cap || *end || n < 1 || n > PROC_MAX_COUNT_LIMIT) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ignoring "
+                      "processing-max-count '%s' (allowed 1 to %d)",
+                      cap, PROC_MAX_COUNT_LIMIT);
+        return max;
+    }
+    return (max == 0 || n < max) ? (int)n : max;
+}
+
 static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
 {
     int max = proc_max_count(cfg);
-    const char *cap;
-    char *end;
-    long n;
 
     if (apr_table_elts(r->subprocess_env)->nelts == 0) {
         return max;
     }
-    cap = apr_table_get(r->subprocess_env, "processing-max-count");
-    if (cap) {
-        n = strtol(cap, &end, 10);
-        if (end == cap || *end || n < 1 || n > PROC_MAX_COUNT_LIMIT) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ignoring "
-                          "processing-max-count '%s' (allowed 1 to %d)",
-                          cap, PROC_MAX_COUNT_LIMIT);
-        }
-        else if (max == 0 || n < max) {
-            max = (int)n;
-        }
-    }
-    return max;
+    return proc_env_max_count(r, max);
 }
 
 /* The request is fully received and its handler runs: start the clock,
@@ -1228,7 +1232,8 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     pc->pending_len = pc->pending_off = 0;
     pc->due = start + delay;
     pc->stop_at = max_time ? start + max_time : PROC_NEVER;
-    queued = proc_wd_start(r) && proc_wd.running && proc_heap_push(pc);
+    queued = (proc_wd.thread || proc_wd_start(r)) && proc_wd.running
+             && proc_heap_push(pc);
     pc->armed = queued;
     if (queued) {
         proc_wd.armed_here++;
@@ -1364,6 +1369,31 @@ static int proc_prefers_processing(request_rec *r)
     return 0;
 }
 
+/* (Out of line: the address of len taken here would otherwise give the
+ * handler a stack canary on every request.) */
+static PROC_NOINLINE int proc_positive_length(const char *cl)
+{
+    apr_off_t len;
+
+    return ap_parse_strict_length(&len, cl) && len > 0;
+}
+
+/* ap_request_has_body() without the function call (httpd 2.4's test:
+ * not HEAD, and a kept body, Transfer-Encoding or a Content-Length > 0). */
+static int proc_request_has_body(request_rec *r)
+{
+    const char *cl;
+
+    if (r->header_only) {
+        return 0;
+    }
+    if (r->kept_body || apr_table_get(r->headers_in, "Transfer-Encoding")) {
+        return 1;
+    }
+    cl = apr_table_get(r->headers_in, "Content-Length");
+    return cl && proc_positive_length(cl);
+}
+
 /* Runs first among handlers and always declines: the handler is about to
  * start, so the request may be armed now or once its body is read. */
 static int proc_handler(request_rec *r)
@@ -1399,7 +1429,7 @@ static int proc_handler(request_rec *r)
     }
     pc->r = r;
 
-    if (ap_request_has_body(r)) {
+    if (proc_request_has_body(r)) {
         /* Armed later, if at all: log "0" until then. */
         apr_table_setn(r->notes, "processing-sent", "0");
         pc->note_set = 1;
