@@ -210,8 +210,9 @@ def scale(r, floor):
            "| pattern | debug log | completed | 102s | lateness from send "
            "time p50 / p99 / max ms | lateness from server log p50 / p99 / "
            "max ms | watchdog CPU ms | wall s | % of one core (target <= 1%) "
-           "| context switches (voluntary / preempted) | CPU us per 102 |",
-           "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|"]
+           "| context switches (voluntary / preempted) | CPU us per 102 "
+           "| user / system ms (10 ms ticks) |",
+           "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|"]
     for x in r["runs"]:
         lc = x["lateness_client_ms"]
         ls = x.get("lateness_server_ms")
@@ -227,7 +228,9 @@ def scale(r, floor):
             f"{x['watchdog_wakes']}"
             + (f" ({x['watchdog_voluntary']} / {x['watchdog_nonvoluntary']})"
                if "watchdog_voluntary" in x else "")
-            + f" | {x['watchdog_us_per_102']} |")
+            + f" | {x['watchdog_us_per_102']} | "
+            + (f"{x['watchdog_user_ms']} / {x['watchdog_sys_ms']} |"
+               if "watchdog_user_ms" in x else "- |"))
     if floor:
         out += ["", f"Kernel floor on this machine (bench/sendcost.c): one "
                 f"28-byte loopback send {floor['send_us_median']:.1f} us CPU, "

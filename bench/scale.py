@@ -293,7 +293,8 @@ def one_run(so, sleep_so, pattern, debug):
             st = bl.task_status(child, wd)
             return (bl.task_cpu_ns(child, wd),
                     (st["voluntary_ctxt_switches"],
-                     st["nonvoluntary_ctxt_switches"]))
+                     st["nonvoluntary_ctxt_switches"],
+                     *bl.task_user_sys_ms(child, wd)))
 
         conns = open_connections(s.port, CONNS)
         (cpu0, sw0), (cpu1, sw1), wall = run_client(s.port, pattern, conns,
@@ -312,7 +313,12 @@ def one_run(so, sleep_so, pattern, debug):
         # mutex held by a worker); nonvoluntary: it was preempted
         out["watchdog_voluntary"] = sw1[0] - sw0[0]
         out["watchdog_nonvoluntary"] = sw1[1] - sw0[1]
-        out["watchdog_wakes"] = sum(sw1) - sum(sw0)
+        out["watchdog_wakes"] = out["watchdog_voluntary"] + \
+            out["watchdog_nonvoluntary"]
+        # user space (the module's own work) vs kernel (the sends, the
+        # wake-ups, loopback delivering each 102 to the client)
+        out["watchdog_user_ms"] = sw1[2] - sw0[2]
+        out["watchdog_sys_ms"] = sw1[3] - sw0[3]
         out["watchdog_us_per_102"] = round(
             (cpu1 - cpu0) / 1e3 / max(1, len(late)), 2)
         for c in conns:
