@@ -442,7 +442,7 @@ static void proc_count(volatile apr_uint64_t *counter, int delta)
 }
 
 /* ------------------------------------------------------------------ */
-/* Deadline heap (caller holds the lock   )                         */
+/* Deadline heap (caller holds the lock)                             */
 
 static void proc_heap_place(apr_size_t i, proc_conn *pc)
 {
@@ -988,8 +988,9 @@ static void proc_set_sent_note(proc_conn *pc, int sent)
 }
 
 /* Stops 102s for the current request.  Called by the gates (first byte of
- * any output, or TLS input) and by the request pool cleanup.  Once
- * pc->armed is 0 under the lock the watchdog never touches pc again. */
+ * any output, or TLS input) and, as safety nets, by the pool cleanups of
+ * a request waiting for its body and of the connection.  Once pc->armed
+ * is 0 under the lock the watchdog never touches pc again. */
 static void proc_disarm(proc_conn *pc, const char *why)
 {
     apr_size_t rest_off, rest_len;
@@ -1168,9 +1169,6 @@ static void proc_copy_log_id(request_rec *r, proc_conn *pc)
                 sizeof(pc->log_id));
 }
 
-/* ProcessingMaxCount, lowered (never raised) by the env var
- * processing-max-count=N (1..1000) that BrowserMatch/SetEnvIf set for
- * clients and proxies known to accept only N interim responses. */
 /* The env var's cap applied to max (out of line: rare, and strtol's &end
  * would give proc_arm a stack canary). */
 static PROC_NOINLINE int proc_env_max_count(request_rec *r, int max)
@@ -1193,6 +1191,9 @@ static PROC_NOINLINE int proc_env_max_count(request_rec *r, int max)
     return (max == 0 || n < max) ? (int)n : max;
 }
 
+/* ProcessingMaxCount, lowered (never raised) by the env var
+ * processing-max-count=N (1..1000) that BrowserMatch/SetEnvIf set for
+ * clients and proxies known to accept only N interim responses. */
 static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
 {
     int max = proc_max_count(cfg);
@@ -1210,6 +1211,7 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
 {
     apr_interval_time_t delay = proc_delay(cfg);
     apr_interval_time_t max_time = proc_max_time(cfg);
+    apr_time_t due = start + delay;
     int queued, woke;
 
     proc_flush_connection(r, pc);
@@ -1230,7 +1232,7 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     pc->sent = 0;
     pc->dead = 0;
     pc->pending_len = pc->pending_off = 0;
-    pc->due = start + delay;
+    pc->due = due;
     pc->stop_at = max_time ? start + max_time : PROC_NEVER;
     queued = (proc_wd.thread || proc_wd_start(r)) && proc_wd.running
              && proc_heap_push(pc);
@@ -1243,7 +1245,7 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     }
     /* Wake the watchdog only if it sleeps toward a later time: a request
      * that ends before its first 102 then costs no context switch. */
-    woke = queued && proc_wd_wake_slot(pc->due) < proc_wd.sleep_until;
+    woke = queued && proc_wd_wake_slot(due) < proc_wd.sleep_until;
     if (woke) {
         proc_wd_wake();
     }
@@ -1262,11 +1264,13 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
         }
     }
     if (pc->log_debug) {
+        /* `due`, not pc->due: once queued, that is the watchdog's. */
+        apr_time_t now = apr_time_now();
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "armed%s: first 102 "
                       "in %" APR_TIME_T_FMT "ms, then every %" APR_TIME_T_FMT
                       "ms, at most %d (0: no limit), request %s",
                       queued ? "" : " FAILED (out of memory)",
-                      apr_time_as_msec(pc->due - apr_time_now()),
+                      apr_time_as_msec(due > now ? due - now : 0),
                       apr_time_as_msec(pc->interval), pc->max_count,
                       pc->log_id);
     }

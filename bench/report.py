@@ -239,6 +239,25 @@ def scale(r, floor):
     return out
 
 
+def syscalls(r):
+    runs = {x["config"]: x for x in r["runs"]}
+    names = sorted({k for x in r["runs"] for k in x["per_request"]})
+    out = ["### System calls per fast request (strace)", "",
+           f"{machine(r)}.", "",
+           f"{r['requests']} requests for the small static file over "
+           f"{r['connections']} keep-alive connections to one event child, "
+           "`strace -c -f` attached to it; calls per request.", "",
+           "| system call | base | Off | On |", "|---|---:|---:|---:|"]
+    for n in names:
+        out.append(f"| {n} | " + " | ".join(
+            str(runs[c]["per_request"].get(n, 0)) if c in runs else "-"
+            for c in ("base", "off", "on")) + " |")
+    out.append("| **total** | " + " | ".join(
+        f"**{runs[c]['total_per_request']}**" if c in runs else "-"
+        for c in ("base", "off", "on")) + " |")
+    return out
+
+
 def tickcost(r):
     out = ["### Cost of a tick vs requests armed (callgrind, watchdog thread "
            "only)", "", f"{machine(r)}.", "",
@@ -246,7 +265,7 @@ def tickcost(r):
            "due request; Ir per 102 = difference of the watchdog thread's "
            "instructions / difference of 102s sent.", "",
            "| armed, never due | due requests | 102s (K1 / K2) | watchdog Ir "
-           "(K1 / K2) | Ir per 102 | condition waits (K1 / K2) | "
+           "(K1 / K2) | Ir per 102 | sleeps: futex or condition waits (K1 / K2) | "
            "malloc+calloc+realloc calls (K1 / K2) | apr_palloc per 102 |",
            "|---:|---:|---|---|---:|---|---|---:|"]
     for c in r["cases"]:
@@ -284,6 +303,7 @@ def main():
     parts = []
     for name, fn in (("callgrind.json", callgrind),
                      ("cglines.json", cglines),
+                     ("syscalls.json", syscalls),
                      ("throughput.json", throughput),
                      ("wakeups.json", wakeups)):
         r = load(name)
