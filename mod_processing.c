@@ -153,6 +153,13 @@ typedef struct {
     apr_interval_time_t max_time;   /* ProcessingMaxTime, 0 = no limit */
     int require_prefer;             /* ProcessingRequirePrefer On|Off */
     int configured;                 /* any of the above set here */
+
+    /* The values in effect (defaults filled in), kept current by every
+     * setter and by the merge: arming reads them as they are. */
+    apr_interval_time_t eff_interval;
+    apr_interval_time_t eff_delay;
+    int eff_max_count;
+    apr_interval_time_t eff_max_time;
 } proc_dir_cfg;
 
 /* Counters for mod_status, summed over all children: one anonymous shared
@@ -410,35 +417,33 @@ static void proc_wd_wake_after_unlock(void)
 /* ------------------------------------------------------------------ */
 /* Configuration values in effect                                     */
 
-static apr_interval_time_t proc_interval(const proc_dir_cfg *cfg)
+/* Fills in cfg's eff_* fields from what it sets and the defaults (config
+ * time only: after a setter, and for a merged record). */
+static void proc_cfg_resolve(proc_dir_cfg *cfg)
 {
-    return cfg->interval == UNSET ? PROC_DEFAULT_INTERVAL : cfg->interval;
+    cfg->eff_interval = cfg->interval == UNSET ? PROC_DEFAULT_INTERVAL
+                                               : cfg->interval;
+    cfg->eff_delay = cfg->delay == UNSET ? cfg->eff_interval : cfg->delay;
+    cfg->eff_max_count = cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT
+                                                 : cfg->max_count;
+    cfg->eff_max_time = cfg->max_time == UNSET ? 0 : cfg->max_time;
 }
 
-static apr_interval_time_t proc_delay(const proc_dir_cfg *cfg)
-{
-    return cfg->delay == UNSET ? proc_interval(cfg) : cfg->delay;
-}
-
-static int proc_max_count(const proc_dir_cfg *cfg)
-{
-    return cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT : cfg->max_count;
-}
-
-static apr_interval_time_t proc_max_time(const proc_dir_cfg *cfg)
-{
-    return cfg->max_time == UNSET ? 0 : cfg->max_time;
-}
-
-/* Adds to one of the counters (any thread). */
+/* Adds to one of the counters (any thread).  With GCC or clang one
+ * instruction; apr_atomic_add64/sub64 would be a call each. */
 static void proc_count(volatile apr_uint64_t *counter, int delta)
 {
+#if defined(__GNUC__)
+    __atomic_add_fetch(counter, (apr_uint64_t)(apr_int64_t)delta,
+                       __ATOMIC_RELAXED);
+#else
     if (delta > 0) {
         apr_atomic_add64(counter, (apr_uint64_t)delta);
     }
     else {
         apr_atomic_sub64(counter, (apr_uint64_t)-delta);
     }
+#endif
 }
 
 /* ------------------------------------------------------------------ */
@@ -1196,7 +1201,7 @@ static PROC_NOINLINE int proc_env_max_count(request_rec *r, int max)
  * clients and proxies known to accept only N interim responses. */
 static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
 {
-    int max = proc_max_count(cfg);
+    int max = cfg->eff_max_count;
 
     if (apr_table_elts(r->subprocess_env)->nelts == 0) {
         return max;
@@ -1209,9 +1214,8 @@ static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
 static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
                      apr_time_t start)
 {
-    apr_interval_time_t delay = proc_delay(cfg);
-    apr_interval_time_t max_time = proc_max_time(cfg);
-    apr_time_t due = start + delay;
+    apr_interval_time_t max_time = cfg->eff_max_time;
+    apr_time_t due = start + cfg->eff_delay;
     int queued, woke;
 
     proc_flush_connection(r, pc);
@@ -1222,7 +1226,7 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
         return;
     }
     pc->proto_num = r->proto_num;
-    pc->interval = proc_interval(cfg);
+    pc->interval = cfg->eff_interval;
     pc->max_count = proc_request_max_count(r, cfg);
     pc->s = r->server;
     pc->conn_id = r->connection->id;
@@ -1245,7 +1249,9 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     }
     /* Wake the watchdog only if it sleeps toward a later time: a request
      * that ends before its first 102 then costs no context switch. */
-    woke = queued && proc_wd_wake_slot(due) < proc_wd.sleep_until;
+    /* (sleep_until is on the grid, or 0 while the thread is awake, or
+     * PROC_NEVER: due's slot is earlier exactly when this holds.) */
+    woke = queued && due + PROC_WAKE_GRID <= proc_wd.sleep_until;
     if (woke) {
         proc_wd_wake();
     }
@@ -1476,6 +1482,7 @@ static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
     cfg->max_time = UNSET;
     cfg->require_prefer = UNSET;
     cfg->configured = 0;
+    proc_cfg_resolve(cfg);
     return cfg;
 }
 
@@ -1496,6 +1503,7 @@ static PROC_NOINLINE void *proc_merge_both(apr_pool_t *p,
     cfg->max_time = add->max_time != UNSET ? add->max_time : base->max_time;
     cfg->require_prefer = add->require_prefer != UNSET ? add->require_prefer
                                                        : base->require_prefer;
+    proc_cfg_resolve(cfg);
     return cfg;
 }
 
@@ -1546,44 +1554,49 @@ static const char *proc_parse_duration(cmd_parms *cmd, const char *arg,
     return NULL;
 }
 
+/* After any directive: the record now sets something of ours, and its
+ * values in effect change. */
+static const char *proc_cfg_changed(void *dcfg, const char *err)
+{
+    ((proc_dir_cfg *)dcfg)->configured = 1;
+    proc_cfg_resolve(dcfg);
+    return err;
+}
+
 static const char *proc_set_enabled(cmd_parms *cmd, void *dcfg, int flag)
 {
     ((proc_dir_cfg *)dcfg)->enabled = flag;
-    ((proc_dir_cfg *)dcfg)->configured = 1;
-    return NULL;
+    return proc_cfg_changed(dcfg, NULL);
 }
 
 static const char *proc_set_require_prefer(cmd_parms *cmd, void *dcfg,
                                            int flag)
 {
     ((proc_dir_cfg *)dcfg)->require_prefer = flag;
-    ((proc_dir_cfg *)dcfg)->configured = 1;
-    return NULL;
+    return proc_cfg_changed(dcfg, NULL);
 }
 
 static const char *proc_set_interval(cmd_parms *cmd, void *dcfg,
                                      const char *arg)
 {
-    ((proc_dir_cfg *)dcfg)->configured = 1;
-    return proc_parse_duration(cmd, arg, PROC_MIN_INTERVAL,
-                               PROC_MAX_DURATION, "100ms to 1h",
-                               &((proc_dir_cfg *)dcfg)->interval);
+    return proc_cfg_changed(dcfg, proc_parse_duration(
+        cmd, arg, PROC_MIN_INTERVAL, PROC_MAX_DURATION, "100ms to 1h",
+        &((proc_dir_cfg *)dcfg)->interval));
 }
 
 static const char *proc_set_delay(cmd_parms *cmd, void *dcfg, const char *arg)
 {
-    ((proc_dir_cfg *)dcfg)->configured = 1;
-    return proc_parse_duration(cmd, arg, 0, PROC_MAX_DURATION, "0 to 1h",
-                               &((proc_dir_cfg *)dcfg)->delay);
+    return proc_cfg_changed(dcfg, proc_parse_duration(
+        cmd, arg, 0, PROC_MAX_DURATION, "0 to 1h",
+        &((proc_dir_cfg *)dcfg)->delay));
 }
 
 static const char *proc_set_max_time(cmd_parms *cmd, void *dcfg,
                                      const char *arg)
 {
-    ((proc_dir_cfg *)dcfg)->configured = 1;
-    return proc_parse_duration(cmd, arg, 0, PROC_MAX_DURATION,
-                               "0 (no limit) to 1h",
-                               &((proc_dir_cfg *)dcfg)->max_time);
+    return proc_cfg_changed(dcfg, proc_parse_duration(
+        cmd, arg, 0, PROC_MAX_DURATION, "0 (no limit) to 1h",
+        &((proc_dir_cfg *)dcfg)->max_time));
 }
 
 static const char *proc_set_max_count(cmd_parms *cmd, void *dcfg,
@@ -1602,8 +1615,7 @@ static const char *proc_set_max_count(cmd_parms *cmd, void *dcfg,
                             cmd->cmd->name, arg, PROC_MAX_COUNT_LIMIT);
     }
     ((proc_dir_cfg *)dcfg)->max_count = (int)v;
-    ((proc_dir_cfg *)dcfg)->configured = 1;
-    return NULL;
+    return proc_cfg_changed(dcfg, NULL);
 }
 
 /* ------------------------------------------------------------------ */
