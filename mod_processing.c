@@ -1379,31 +1379,6 @@ static int proc_prefers_processing(request_rec *r)
     return 0;
 }
 
-/* (Out of line: the address of len taken here would otherwise give the
- * handler a stack canary on every request.) */
-static PROC_NOINLINE int proc_positive_length(const char *cl)
-{
-    apr_off_t len;
-
-    return ap_parse_strict_length(&len, cl) && len > 0;
-}
-
-/* ap_request_has_body() without the function call (httpd 2.4's test:
- * not HEAD, and a kept body, Transfer-Encoding or a Content-Length > 0). */
-static int proc_request_has_body(request_rec *r)
-{
-    const char *cl;
-
-    if (r->header_only) {
-        return 0;
-    }
-    if (r->kept_body || apr_table_get(r->headers_in, "Transfer-Encoding")) {
-        return 1;
-    }
-    cl = apr_table_get(r->headers_in, "Content-Length");
-    return cl && proc_positive_length(cl);
-}
-
 /* Runs first among handlers and always declines: the handler is about to
  * start, so the request may be armed now or once its body is read. */
 static int proc_handler(request_rec *r)
@@ -1439,7 +1414,7 @@ static int proc_handler(request_rec *r)
     }
     pc->r = r;
 
-    if (proc_request_has_body(r)) {
+    if (ap_request_has_body(r)) {
         /* Armed later, if at all: log "0" until then. */
         apr_table_setn(r->notes, "processing-sent", "0");
         pc->note_set = 1;

@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl                                    # noqa: E402
-from cgparse import short_fn                             # noqa: E402
+from cgparse import name_decoder, short_fn               # noqa: E402
 
 PROFILE = os.environ.get("CL_PROFILE", "minimal")
 MPM = os.environ.get("CL_MPM", "event")
@@ -68,19 +68,7 @@ def run(so, n):
 def parse(path):
     """{(function, address, part): Ir} for code in the module; addresses
     are offsets in the .so (positions: instr line)."""
-    names = {"ob": {}, "fn": {}}
-    kind = {"ob": "ob", "cob": "ob", "fn": "fn", "cfn": "fn"}
-    rx = re.compile(r"^\((\d+)\)(?: (.*))?$")
-
-    def name(k, v):
-        t = names[kind[k]]
-        m = rx.match(v)
-        if not m:
-            return v
-        if m.group(2) is not None:
-            t[m.group(1)] = m.group(2)
-            return m.group(2)
-        return t.get(m.group(1), v)
+    name = name_decoder()
 
     ob = fn = cob = cfn = None
     in_call = False

@@ -13,6 +13,28 @@ lines>"; reading the file ourselves keeps it with the function it is in.
 
 import re
 
+_KIND = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl",
+         "cfi": "fl", "cfl": "fl", "fn": "fn", "cfn": "fn"}
+_COMPRESSED = re.compile(r"^\((\d+)\)(?: (.*))?$")
+
+
+def name_decoder():
+    """A function (key, value) -> name that undoes callgrind's name
+    compression: "(7) foo" defines 7 as foo for that kind of name (object,
+    file, function), a later "(7)" means foo."""
+    names = {"ob": {}, "fl": {}, "fn": {}}
+
+    def name(key, val):
+        table = names[_KIND[key]]
+        m = _COMPRESSED.match(val)
+        if not m:
+            return val
+        if m.group(2) is not None:
+            table[m.group(1)] = m.group(2)
+            return m.group(2)
+        return table.get(m.group(1), val)
+    return name
+
 
 class Profile:
     def __init__(self, path):
@@ -23,23 +45,10 @@ class Profile:
         self._parse()
 
     def _parse(self):
-        names = {"ob": {}, "fl": {}, "fn": {}}
-        kind_of = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl",
-                   "cfi": "fl", "cfl": "fl", "fn": "fn", "cfn": "fn"}
+        name = name_decoder()
         ob = fn = None
         cob = cfn = None
         pending_calls = None
-        rx = re.compile(r"^\((\d+)\)(?: (.*))?$")
-
-        def name(key, val):
-            table = names[kind_of[key]]
-            m = rx.match(val)
-            if not m:
-                return val
-            if m.group(2) is not None:
-                table[m.group(1)] = m.group(2)
-                return m.group(2)
-            return table.get(m.group(1), val)
 
         with open(self.path, errors="replace") as f:
             for line in f:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from compat import free_port, wait_port     # the matrix's own helpers
+
 HERE = Path(__file__).resolve().parent
 MAIN = HERE.parent
 MODULE_SO = MAIN / ".libs" / "mod_processing.so"
@@ -32,27 +34,6 @@ MODDIR = Path("/usr/lib/apache2/modules")
 CGI_SLEEP = 1.5          # seconds the CGI sleeps
 INTERVAL_MS = 100        # so an unrestricted client gets about 15 102s
 UNLIMITED_AT_LEAST = 10  # "unrestricted": more than any cap in the file
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _wait_port(port, proc, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 def _config(root, port):
@@ -106,7 +87,7 @@ def server():
                        "text/plain\\r\\nContent-Length: 8\\r\\n\\r\\n"
                        "slow ok\\n'\n" % CGI_SLEEP)
         cgi.chmod(0o755)
-        port = _free_port()
+        port = free_port()
         (root / "httpd.conf").write_text(_config(root, port))
         subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
         argv = ["apache2", "-d", str(root), "-f", str(root / "httpd.conf")]
@@ -117,7 +98,7 @@ def server():
                                 stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        assert _wait_port(port, proc), \
+        assert wait_port(port, proc=proc), \
             (root / "logs" / "error.log").read_text(errors="replace")
         yield port
     finally:
