@@ -125,47 +125,56 @@ def cglines(r):
 
 def throughput(r):
     s = r["summary"]
+    names = [n for n in ("base", "base2", "off", "on") if n in r["runs"][0]]
+    others = names[1:]
+    label = {"base": "base", "base2": "base2 (A/A)", "off": "Off", "on": "On"}
     out = ["### Throughput and latency (wrk, keep-alive)", "",
            f"{machine(r)}.", "",
-           f"{r['rounds']} rounds x 3 configurations x {r['seconds']} s, "
-           f"`wrk -t1 -c{r['connections']} --latency`, profile "
-           f"{r['profile']}, httpd pinned to CPU 0 and wrk to CPU 1: "
+           f"{r['rounds']} rounds x {len(names)} configurations x "
+           f"{r['seconds']} s, `wrk -t1 -c{r['connections']} --latency`, "
+           f"profile {r['profile']}, httpd pinned to CPU 0 and wrk to CPU 1: "
            f"{r['pinned']}.", "",
-           "| round | order | load avg | base req/s | Off req/s | On req/s | "
-           "base p99 ms | Off p99 ms | On p99 ms | base / Off / On server CPU "
-           "us per req | On/base req/s | On/base p99 | On/base CPU per req |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+           "| round | order | load avg | "
+           + " | ".join(f"{label[n]} req/s" for n in names) + " | "
+           + " | ".join(f"{label[n]} p99 ms" for n in names) + " | "
+           + " / ".join(label[n] for n in names) + " server CPU us per req | "
+           + " | ".join(f"{label[n]}/base req/s" for n in others) + " |",
+           "|---:|---|---:|" + "---:|" * (2 * len(names)) + "---|"
+           + "---:|" * len(others)]
     for row in r["runs"]:
         out.append(
             f"| {row['round']} | {' '.join(row['order'])} | "
             f"{row[row['order'][0]].get('loadavg_before', 0):.1f} | "
-            f"{row['base']['rps']:.0f} | {row['off']['rps']:.0f} | "
-            f"{row['on']['rps']:.0f} | {row['base']['p99_ms']:.2f} | "
-            f"{row['off']['p99_ms']:.2f} | {row['on']['p99_ms']:.2f} | "
+            + " | ".join(f"{row[n]['rps']:.0f}" for n in names) + " | "
+            + " | ".join(f"{row[n]['p99_ms']:.2f}" for n in names) + " | "
             + " / ".join(f"{row[n].get('server_cpu_us_per_req', 0):.1f}"
-                         for n in ("base", "off", "on")) +
-            f" | {row['on_rps_ratio']:.3f} | {row['on_p99_ratio']:.3f} | "
-            f"{row.get('on_cpu_ratio', float('nan')):.3f} |")
-    out += ["", "| measure | Off / base | On / base | target (On) | met |",
-            "|---|---:|---:|---|---|",
-            f"| median of per-round req/s ratios | "
-            f"{s['off_rps_ratio_median']:.3f} | {s['on_rps_ratio_median']:.3f}"
-            f" | >= 0.98 | {ok(s['on_rps_ratio_median'] >= 0.98)} |",
-            f"| median of per-round p99 ratios | "
-            f"{s['off_p99_ratio_median']:.3f} | {s['on_p99_ratio_median']:.3f}"
-            f" | <= 1.05 | {ok(s['on_p99_ratio_median'] <= 1.05)} |",
-            f"| median of per-round server-CPU-per-request ratios | "
-            f"{s.get('off_cpu_ratio_median', float('nan')):.3f} | "
-            f"{s.get('on_cpu_ratio_median', float('nan')):.3f} | (<= 1.02 "
-            f"would match the req/s target) | "
-            f"{ok(s.get('on_cpu_ratio_median', 9) <= 1.02)} |",
-            f"| range of req/s ratios | {s['off_rps_ratio_min']:.3f} - "
-            f"{s['off_rps_ratio_max']:.3f} | {s['on_rps_ratio_min']:.3f} - "
-            f"{s['on_rps_ratio_max']:.3f} | | |",
-            "", f"Medians: base {s['base_rps_median']:.0f} req/s (p99 "
-            f"{s['base_p99_median_ms']:.2f} ms), Off {s['off_rps_median']:.0f}"
-            f" ({s['off_p99_median_ms']:.2f} ms), On {s['on_rps_median']:.0f}"
-            f" ({s['on_p99_median_ms']:.2f} ms)."]
+                         for n in names) + " | "
+            + " | ".join(f"{row[f'{n}_rps_ratio']:.3f}" for n in others)
+            + " |")
+    out += ["", "| measure | " + " | ".join(f"{label[n]} / base"
+                                            for n in others)
+            + " | target (On) | met |",
+            "|---|" + "---:|" * len(others) + "---|---|"]
+
+    def line(title, key, target, good):
+        vals = " | ".join(f"{s.get(f'{n}_{key}', float('nan')):.3f}"
+                          for n in others)
+        return (f"| {title} | {vals} | {target} | "
+                f"{ok(good(s.get(f'on_{key}', float('nan'))))} |")
+
+    out += [line("median of per-round req/s ratios", "rps_ratio_median",
+                 ">= 0.98", lambda v: v >= 0.98),
+            line("median of per-round p99 ratios", "p99_ratio_median",
+                 "<= 1.05", lambda v: v <= 1.05),
+            line("median of per-round server-CPU-per-request ratios",
+                 "cpu_ratio_median", "(<= 1.02 would match the req/s "
+                 "target)", lambda v: v <= 1.02),
+            "| range of req/s ratios | " + " | ".join(
+                f"{s[f'{n}_rps_ratio_min']:.3f} - "
+                f"{s[f'{n}_rps_ratio_max']:.3f}" for n in others) + " | | |",
+            "", "Medians: " + ", ".join(
+                f"{label[n]} {s[f'{n}_rps_median']:.0f} req/s (p99 "
+                f"{s[f'{n}_p99_median_ms']:.2f} ms)" for n in names) + "."]
     return out
 
 
@@ -207,22 +216,29 @@ def wakeups(r):
 def scale(r, floor):
     out = ["### 1,000 armed requests in one child (1 s interval)", "",
            f"{machine(r)}.", "",
-           "| pattern | debug log | completed | 102s | lateness from send "
-           "time p50 / p99 / max ms | lateness from server log p50 / p99 / "
-           "max ms | watchdog CPU ms | wall s | % of one core (target <= 1%) "
+           "Receive: `loopback` as the kernel does it (each send also runs "
+           "the client's TCP receive and wake-up on the watchdog thread); "
+           "`steered`: server on CPU 0, client on CPU 1, lo's receive "
+           "steered to CPU 1 (RPS), so the receiving side runs on the "
+           "client's CPU as it would on the client's host.", "",
+           "| pattern | receive | debug log | completed | 102s | lateness from send "
+           "time min / p50 / p99 / max ms | lateness from server log min / "
+           "p50 / p99 / max ms (negative: early) | watchdog CPU ms | wall s | % of one core (target <= 1%) "
            "| context switches (voluntary / preempted) | CPU us per 102 "
            "| user / system ms (10 ms ticks) |",
-           "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|"]
+           "|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|"]
     for x in r["runs"]:
         lc = x["lateness_client_ms"]
         ls = x.get("lateness_server_ms")
-        lss = (f"{ls['p50']} / {ls['p99']} / {ls['max']}"
+        lss = (f"{ls['min']} / {ls['p50']} / {ls['p99']} / {ls['max']}"
                if ls and ls.get("n") else "-")
         pct = x["watchdog_cpu_pct_of_core"]
         out.append(
-            f"| {x['pattern']} | {'yes' if x['debug_log'] else 'no'} | "
+            f"| {x['pattern']} | {x.get('receive', 'loopback')} | "
+            f"{'yes' if x['debug_log'] else 'no'} | "
             f"{x['requests_completed']}/{x['connections']} | "
-            f"{x['interims_received']} | {lc['p50']} / {lc['p99']} / "
+            f"{x['interims_received']} | {lc['min']} / {lc['p50']} / "
+            f"{lc['p99']} / "
             f"{lc['max']} | {lss} | {x['watchdog_cpu_ms']} | {x['wall_s']} | "
             f"{pct} {'' if x['debug_log'] else ok(pct <= 1.0)} | "
             f"{x['watchdog_wakes']}"
@@ -292,7 +308,8 @@ def memory(r):
             f"{r['per_connection_plain_bytes']} / "
             f"{r['per_connection_tls_bytes']} |",
             f"| deadline heap per concurrently armed request (array of "
-            f"pointers, grows by doubling to the peak, never shrinks) | "
+            f"due time + record pointer, grows by doubling to the peak, "
+            f"never shrinks) | "
             f"{r['heap_bytes_per_armed_request']} |",
             f"| watchdog state per child (`proc_watchdog`, static; the "
             f"thread itself exists only once the child armed a request) | "

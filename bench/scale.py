@@ -23,7 +23,9 @@ does not add to it.
 
   lateness = arrival - (send time + delay + (k-1) * interval)
 
-for the k-th 102 of a request.  The send time (read just before send())
+for the k-th 102 of a request (negative when it went out early: each
+wake-up of the watchdog also sends what falls due before the end of its
+10 ms slot, so a 102 may be up to 10 ms early).  The send time (read just before send())
 is earlier than the real arm time (the request still has to cross
 loopback, be read and reach the handler), so this over-estimates lateness
 by that much: a few ms when requests are spread, up to ~150 ms in a burst of
@@ -44,8 +46,23 @@ the run one `GET /slow?sleep=0` creates it: the one thread that appears is
 the watchdog (benchlib.start_watchdog); the run starts once that request's
 due time has passed.
 
+Receive side (SC_RX, default "loopback,steered": each pattern runs in both):
+
+  loopback  as the kernel does it by default: a send on loopback runs the
+            whole receiving side (the client's TCP receive, waking the
+            client) in the sender's context, so the watchdog's CPU time
+            includes work that, on a real network, the receiving host does;
+  steered   the server pinned to CPU 0, this client to CPU 1, and
+            Receive Packet Steering on lo (/sys/class/net/lo/queues/rx-0/
+            rps_cpus = CPU 1) hands every packet received on loopback to
+            CPU 1's backlog: the sender's part of a send (TCP and IP
+            output, queueing the packet, an inter-processor interrupt) stays
+            with the watchdog, the receiving side runs on the client's CPU,
+            as a NIC's receive does on the client's host.  The previous
+            rps_cpus value is restored afterwards.  Needs root and 2 CPUs.
+
 Environment: SC_CONNS (1000), SC_SLEEP_MS (10500: ten 102s per request),
-SC_PATTERNS ("spread,burst"), SC_DEBUG_RUN (1).
+SC_PATTERNS ("spread,burst"), SC_DEBUG_RUN (1), SC_RX ("loopback,steered").
 """
 
 import os
@@ -64,12 +81,46 @@ CONNS = int(os.environ.get("SC_CONNS", "1000"))
 SLEEP_MS = int(os.environ.get("SC_SLEEP_MS", "10500"))
 PATTERNS = os.environ.get("SC_PATTERNS", "spread,burst").split(",")
 DEBUG_RUN = os.environ.get("SC_DEBUG_RUN", "1") == "1"
+RX_MODES = os.environ.get("SC_RX", "loopback,steered").split(",")
+SERVER_CPU = 0
+CLIENT_CPU = 1
+LO_RPS = "/sys/class/net/lo/queues/rx-0/rps_cpus"
 DELAY = 1.0
 INTERVAL = 1.0
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", SO_TIMESTAMPNS)
 INTERIM = b"HTTP/1.1 102 Processing\r\n\r\n"
+
+
+class SteeredReceive:
+    """Receive Packet Steering on lo to CLIENT_CPU, this process pinned
+    there (the server is pinned by pin_server once it runs); both undone
+    on exit."""
+
+    def __enter__(self):
+        if os.cpu_count() < 2 or os.geteuid() != 0:
+            raise RuntimeError("SC_RX=steered needs root and 2 CPUs")
+        with open(LO_RPS) as f:
+            self.old_rps = f.read().strip()
+        self.old_affinity = os.sched_getaffinity(0)
+        with open(LO_RPS, "w") as f:
+            f.write(f"{1 << CLIENT_CPU:x}")
+        os.sched_setaffinity(0, {CLIENT_CPU})
+        return self
+
+    def __exit__(self, *exc):
+        with open(LO_RPS, "w") as f:
+            f.write(self.old_rps)
+        os.sched_setaffinity(0, self.old_affinity)
+
+
+def pin_server(server):
+    """Every thread of the server's processes onto SERVER_CPU (threads
+    created later, such as the watchdog, inherit it)."""
+    for pid in [server.read_pid()] + server.children():
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(tid), {SERVER_CPU})
 
 
 def server_conf():
@@ -263,16 +314,25 @@ def stats(v):
             "max": round(max(v), 3)}
 
 
-def one_run(so, sleep_so, pattern, debug):
+def one_run(so, sleep_so, pattern, debug, rx):
+    if rx == "steered":
+        with SteeredReceive():
+            return _one_run(so, sleep_so, pattern, debug, rx)
+    return _one_run(so, sleep_so, pattern, debug, rx)
+
+
+def _one_run(so, sleep_so, pattern, debug, rx):
     s = bl.Server(f"sc-{pattern}", mpm="event", module=True,
                   processing=None, module_so=so, sleep_so=sleep_so,
                   threads=CONNS + 50, extra=server_conf(),
                   loglevel="debug" if debug else "warn")
     out = {"pattern": pattern, "debug_log": debug, "connections": CONNS,
-           "sleep_ms": SLEEP_MS}
+           "sleep_ms": SLEEP_MS, "receive": rx}
     try:
         s.start(timeout=60)
         child = s.child_pid
+        if rx == "steered":
+            pin_server(s)
 
         # The watchdog thread starts on the child's first armed request:
         # arm one short request to create it (the new thread is the
@@ -334,7 +394,7 @@ def one_run(so, sleep_so, pattern, debug):
         s.stop(timeout=60)
         s.cleanup()
     lc = out["lateness_client_ms"]
-    msg = (f"{pattern:6} debug={int(debug)}: {out['requests_completed']}/"
+    msg = (f"{pattern:6} {rx:8} debug={int(debug)}: {out['requests_completed']}/"
            f"{CONNS} ok, {out['interims_received']} 102s, client lateness "
            f"p50 {lc.get('p50')} p99 {lc.get('p99')} max {lc.get('max')} ms; "
            f"watchdog {out['watchdog_cpu_ms']} ms CPU in {out['wall_s']} s "
@@ -356,10 +416,11 @@ def main():
     sleep_so = bl.build_sleep_module()
     res = {"machine": bl.machine_info(), "module": bl.module_identity(so),
            "delay_s": DELAY, "interval_s": INTERVAL, "runs": []}
-    for pattern in PATTERNS:
-        res["runs"].append(one_run(so, sleep_so, pattern, False))
-        if DEBUG_RUN:
-            res["runs"].append(one_run(so, sleep_so, pattern, True))
+    for rx in RX_MODES:
+        for pattern in PATTERNS:
+            res["runs"].append(one_run(so, sleep_so, pattern, False, rx))
+            if DEBUG_RUN:
+                res["runs"].append(one_run(so, sleep_so, pattern, True, rx))
     bl.save_json("scale.json", res)
 
 

@@ -1,16 +1,19 @@
 #!/usr/bin/python3
 """Throughput and latency with wrk over keep-alive, interleaved.
 
-Three servers run side by side (event MPM, one child, 32 threads, the same
+Four servers run side by side (event MPM, one child, 32 threads, the same
 configuration but for the module):
 
   base  the module not loaded
+  base2 the same again (A/A: see below)
   off   the module loaded, `Processing Off` in <Location "/">
   on    the module loaded, `Processing On`  in <Location "/">
 
-Each round runs wrk once against each server, in an order that rotates from
-round to round (base off on, off on base, on base off, ...), so that a
-drift of the machine's load does not favour one configuration.  Every
+Each round runs wrk once against each server, in an order that goes through
+all the permutations from round to round (base base2 off on, base base2 on
+off, ...), so that neither a drift of the machine's load nor what the
+previous run leaves behind (the last connections closing, the caches)
+favours one configuration.  Every
 round gives the ratios off/base and on/base of requests per second and of
 the 99th percentile latency, and of the server's CPU time per request
 (schedstat of all its threads: less sensitive than requests per second to
@@ -20,10 +23,17 @@ With 2 or more CPUs, httpd is pinned to CPU 0 and wrk to CPU 1 (taskset),
 so that the server is CPU-bound on one core and client and server do not
 steal each other's CPU.
 
-Environment: TP_ROUNDS (9), TP_SECONDS (4), TP_CONNECTIONS (16),
-TP_PROFILE (minimal), TP_PIN (1).
+`base2` is a second server without the module: its ratio to `base` (an
+A/A comparison) shows how far two identical servers differ in this harness,
+i.e. what a ratio here can resolve.  TP_CONFIGS picks the servers (`base`
+first).
+
+Environment: TP_ROUNDS (48: each of the 24 orders of 4 servers twice),
+TP_SECONDS (2), TP_CONNECTIONS (16), TP_PROFILE (minimal), TP_PIN (1),
+TP_CONFIGS (base,base2,off,on).
 """
 
+import itertools
 import os
 import re
 import subprocess
@@ -33,13 +43,19 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl                                    # noqa: E402
 
-ROUNDS = int(os.environ.get("TP_ROUNDS", "9"))
-SECONDS = int(os.environ.get("TP_SECONDS", "4"))
+ROUNDS = int(os.environ.get("TP_ROUNDS", "48"))
+SECONDS = int(os.environ.get("TP_SECONDS", "2"))
 CONNS = int(os.environ.get("TP_CONNECTIONS", "16"))
 PROFILE = os.environ.get("TP_PROFILE", "minimal")
 PIN = os.environ.get("TP_PIN", "1") == "1" and (os.cpu_count() or 1) >= 2
 
-CONFIGS = [("base", False, None), ("off", True, "Off"), ("on", True, "On")]
+KNOWN = {"base": (False, None), "base2": (False, None), "off": (True, "Off"),
+         "on": (True, "On")}
+CONFIGS = [(n, *KNOWN[n]) for n in
+           os.environ.get("TP_CONFIGS", "base,base2,off,on").split(",")]
+if CONFIGS[0][0] != "base" or len({c[0] for c in CONFIGS}) != len(CONFIGS):
+    sys.exit("TP_CONFIGS: base first, then distinct names among "
+             + ", ".join(KNOWN))
 
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -120,8 +136,10 @@ def main():
         for name, s in servers.items():         # warm-up
             wrk(s.port, 1)
         names = [c[0] for c in CONFIGS]
+        others = names[1:]
+        orders = list(itertools.permutations(names))
         for rnd in range(ROUNDS):
-            order = names[rnd % 3:] + names[:rnd % 3]
+            order = list(orders[rnd % len(orders)])
             row = {"round": rnd + 1, "order": order}
             for name in order:
                 la = loadavg()
@@ -130,7 +148,7 @@ def main():
                 row[name] = r
                 if r["rps"] is None:
                     bl.log(raw)
-            for name in ("off", "on"):
+            for name in others:
                 row[f"{name}_rps_ratio"] = row[name]["rps"] / row["base"]["rps"]
                 row[f"{name}_p99_ratio"] = (row[name]["p99_ms"]
                                             / row["base"]["p99_ms"])
@@ -141,9 +159,8 @@ def main():
             bl.log(f"round {rnd + 1}: " + "  ".join(
                 f"{n} {row[n]['rps']:.0f}/s p99 {row[n]['p99_ms']:.2f}ms "
                 f"{row[n]['server_cpu_us_per_req']:.1f}us"
-                for n in names) +
-                f"  on/base {row['on_rps_ratio']:.3f} "
-                f"off/base {row['off_rps_ratio']:.3f}")
+                for n in names) + "  " + " ".join(
+                f"{n}/base {row[f'{n}_rps_ratio']:.3f}" for n in others))
         summ = {}
         for name in names:
             summ[f"{name}_rps_median"] = bl.median(
@@ -154,7 +171,7 @@ def main():
                 [r[name]["p50_ms"] for r in res["runs"]])
             summ[f"{name}_cpu_us_median"] = bl.median(
                 [r[name]["server_cpu_us_per_req"] for r in res["runs"]])
-        for name in ("off", "on"):
+        for name in others:
             for k in ("rps", "p99", "cpu"):
                 vals = [r[f"{name}_{k}_ratio"] for r in res["runs"]]
                 summ[f"{name}_{k}_ratio_median"] = bl.median(vals)
@@ -162,11 +179,10 @@ def main():
                 summ[f"{name}_{k}_ratio_max"] = max(vals)
         res["summary"] = summ
         res["errors"] = {n: s.error_lines() for n, s in servers.items()}
-        bl.log("median ratios: on/base rps %.3f p99 %.3f cpu/req %.3f; "
-               "off/base rps %.3f p99 %.3f cpu/req %.3f"
-               % (summ["on_rps_ratio_median"], summ["on_p99_ratio_median"],
-                  summ["on_cpu_ratio_median"], summ["off_rps_ratio_median"],
-                  summ["off_p99_ratio_median"], summ["off_cpu_ratio_median"]))
+        bl.log("median ratios: " + "; ".join(
+            f"{n}/base rps {summ[f'{n}_rps_ratio_median']:.3f} p99 "
+            f"{summ[f'{n}_p99_ratio_median']:.3f} cpu/req "
+            f"{summ[f'{n}_cpu_ratio_median']:.3f}" for n in others))
     finally:
         for s in servers.values():
             s.stop()
