@@ -5,7 +5,8 @@ Sizes are read from the module's debug information with gdb (apxs builds
 with -g): sizeof(proc_conn), the record each connection gets on its first
 armed request (apr_pcalloc from c->pool, reused by every later request),
 the gate filter (one ap_filter_t per connection, two with TLS), the
-deadline heap's entry per armed request, and the layout of the record.  Whether a tick allocates is measured by tickcost.py
+deadline heap's entry (a pointer) per armed request, and the layout of the
+record.  Whether a tick allocates is measured by tickcost.py
 (malloc/calloc/realloc calls on the watchdog thread).
 """
 
@@ -29,7 +30,7 @@ def main():
     so = bl.build_module()
     out = gdb(so, "print sizeof(proc_conn)", "print sizeof(ap_filter_t)",
               "print sizeof(((proc_conn *)0)->pending)",
-              "print sizeof(proc_watchdog)", "print sizeof(proc_heap_entry)")
+              "print sizeof(proc_watchdog)", "print sizeof(proc_wd.heap[0])")
     vals = [int(v) for v in re.findall(r"^\$\d+ = (\d+)", out, re.M)]
     if len(vals) != 5:
         sys.exit("gdb could not read the sizes:\n" + out)

@@ -308,8 +308,7 @@ def memory(r):
             f"{r['per_connection_plain_bytes']} / "
             f"{r['per_connection_tls_bytes']} |",
             f"| deadline heap per concurrently armed request (array of "
-            f"due time + record pointer, grows by doubling to the peak, "
-            f"never shrinks) | "
+            f"pointers, grows by doubling to the peak, never shrinks) | "
             f"{r['heap_bytes_per_armed_request']} |",
             f"| watchdog state per child (`proc_watchdog`, static; the "
             f"thread itself exists only once the child armed a request) | "
