@@ -221,23 +221,28 @@ def scale(r, floor):
            "`steered`: server on CPU 0, client on CPU 1, lo's receive "
            "steered to CPU 1 (RPS), so the receiving side runs on the "
            "client's CPU as it would on the client's host.", "",
-           "| pattern | receive | debug log | completed | 102s | lateness from send "
-           "time min / p50 / p99 / max ms | lateness from server log min / "
-           "p50 / p99 / max ms (negative: early) | watchdog CPU ms | wall s | % of one core (target <= 1%) "
+           "| pattern | receive | debug log | completed | 102s | lateness against "
+           "the server's schedule min / p50 / p99 / max ms (negative: early; "
+           "target p99 <= 20) | upper bound, from the client's send time, "
+           "min / p50 / p99 / max ms | from the server's debug log min / "
+           "p50 / p99 / max ms | watchdog CPU ms | wall s | % of one core (target <= 1%) "
            "| context switches (voluntary / preempted) | CPU us per 102 "
            "| user / system ms (10 ms ticks) |",
-           "|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|"]
+           "|---|---|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---|"]
     for x in r["runs"]:
         lc = x["lateness_client_ms"]
         ls = x.get("lateness_server_ms")
         lss = (f"{ls['min']} / {ls['p50']} / {ls['p99']} / {ls['max']}"
                if ls and ls.get("n") else "-")
+        lx = x.get("lateness_schedule_ms")
+        lxs = (f"{lx['min']} / {lx['p50']} / **{lx['p99']}** / {lx['max']} "
+               f"{ok(lx['p99'] <= 20)}" if lx and lx.get("n") else "-")
         pct = x["watchdog_cpu_pct_of_core"]
         out.append(
             f"| {x['pattern']} | {x.get('receive', 'loopback')} | "
             f"{'yes' if x['debug_log'] else 'no'} | "
             f"{x['requests_completed']}/{x['connections']} | "
-            f"{x['interims_received']} | {lc['min']} / {lc['p50']} / "
+            f"{x['interims_received']} | {lxs} | {lc['min']} / {lc['p50']} / "
             f"{lc['p99']} / "
             f"{lc['max']} | {lss} | {x['watchdog_cpu_ms']} | {x['wall_s']} | "
             f"{pct} {'' if x['debug_log'] else ok(pct <= 1.0)} | "

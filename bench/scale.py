@@ -23,18 +23,30 @@ does not add to it.
 
   lateness = arrival - (send time + delay + (k-1) * interval)
 
-for the k-th 102 of a request (negative when it went out early: each
+for the k-th 102 of a request: an upper bound.  The exact figure is
+against the schedule the server gave the request: its clock starts at
+r->request_time (when httpd read the request line), which the access log
+records (`%{usec}t`, each request named by an `X-Conn: N` header), so
+
+  lateness = arrival - (request_time + delay + (k-1) * interval)
+
+both on CLOCK_REALTIME, with no debug logging to slow the watchdog down
+(negative when it went out early: each
 wake-up of the watchdog also sends what falls due before the end of its
 10 ms slot, so a 102 may be up to 10 ms early).  The send time (read just before send())
 is earlier than the real arm time (the request still has to cross
 loopback, be read and reach the handler), so this over-estimates lateness
 by that much: a few ms when requests are spread, up to ~150 ms in a burst of
 1,000 where the last requests wait for a worker thread to run.  With
-SC_DEBUG_RUN=1 (default) each pattern is run a second time with
-`LogLevel processing:debug`, and lateness is also computed from the
-server's own log: the time of "sent 102 ... #k" minus (the time of "armed"
-+ delay + (k-1) * interval).  The CPU figure comes from the run without
-debug logging only.
+SC_DEBUG_RUN=1 each pattern is run a second time with
+`LogLevel processing:debug` (whose log lines slow the watchdog down:
+~15 us per 102 here), and lateness is also computed from the
+server's own log: the time of "sent 102 ... #k" minus the due time the
+server gave it, (k-1) * interval after the first 102's, which the "armed"
+line states as "first 102 in N ms" from its own time (to the ms; the clock
+of a request without a body starts when httpd read its request line, so
+the arm time itself is not the schedule's start).  The CPU figure comes
+from the run without debug logging only.
 
 Watchdog CPU: /proc/<child>/task/<watchdog>/schedstat (ns on CPU) over the
 whole run, from just before the first request is sent to the last final
@@ -59,10 +71,12 @@ Receive side (SC_RX, default "loopback,steered": each pattern runs in both):
             output, queueing the packet, an inter-processor interrupt) stays
             with the watchdog, the receiving side runs on the client's CPU,
             as a NIC's receive does on the client's host.  The previous
-            rps_cpus value is restored afterwards.  Needs root and 2 CPUs.
+            rps_cpus value is restored afterwards (if the run is killed,
+            `echo 0 > /sys/class/net/lo/queues/rx-0/rps_cpus` restores
+            the default).  Skipped without root or 2 CPUs.
 
 Environment: SC_CONNS (1000), SC_SLEEP_MS (10500: ten 102s per request),
-SC_PATTERNS ("spread,burst"), SC_DEBUG_RUN (1), SC_RX ("loopback,steered").
+SC_PATTERNS ("spread,burst"), SC_DEBUG_RUN (0), SC_RX ("loopback,steered").
 """
 
 import os
@@ -80,7 +94,7 @@ import benchlib as bl                                    # noqa: E402
 CONNS = int(os.environ.get("SC_CONNS", "1000"))
 SLEEP_MS = int(os.environ.get("SC_SLEEP_MS", "10500"))
 PATTERNS = os.environ.get("SC_PATTERNS", "spread,burst").split(",")
-DEBUG_RUN = os.environ.get("SC_DEBUG_RUN", "1") == "1"
+DEBUG_RUN = os.environ.get("SC_DEBUG_RUN", "0") == "1"
 RX_MODES = os.environ.get("SC_RX", "loopback,steered").split(",")
 SERVER_CPU = 0
 CLIENT_CPU = 1
@@ -124,7 +138,11 @@ def pin_server(server):
 
 
 def server_conf():
+    # the access log gives each request's r->request_time (%{usec}t: when
+    # httpd read its request line), where the clock of its 102s starts
     return f"""
+LogFormat "%{{usec}}t %{{X-Conn}}i" scale
+CustomLog "logs/scale_log" scale
 ListenBacklog 2048
 ThreadStackSize 1048576
 <Location "/slow">
@@ -206,8 +224,8 @@ def run_client(port, pattern, conns, wd_probe):
     by_fd = {c.sock.fileno(): c for c in conns}
     for fd in by_fd:
         ep.register(fd, select.EPOLLIN)
-    req = (f"GET /slow?sleep={SLEEP_MS} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-           "\r\n").encode()
+    reqs = [(f"GET /slow?sleep={SLEEP_MS} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             f"X-Conn: {i}\r\n\r\n").encode() for i in range(len(conns))]
     n = len(conns)
     step = 0.0 if pattern == "burst" else INTERVAL / n
     t0 = time.monotonic() + 0.05
@@ -226,7 +244,7 @@ def run_client(port, pattern, conns, wd_probe):
             # is never under-estimated (a preemption between send() and
             # the clock would otherwise make it look early)
             c.sent_ns = time.time_ns()
-            c.sock.send(req)
+            c.sock.send(reqs[nxt])
             nxt += 1
             if step:
                 now = time.monotonic()
@@ -273,6 +291,27 @@ def lateness_client(conns):
     return late, per_req
 
 
+def lateness_schedule(conns, access_log):
+    """Lateness of each 102 against the schedule the server gave it: the
+    request's r->request_time from the access log + delay + (k-1) x
+    interval, compared with the 102's kernel receive time (both
+    CLOCK_REALTIME)."""
+    start = {}
+    with open(access_log) as f:
+        for line in f:
+            m = re.match(r"(\d+) (\d+)$", line.strip())
+            if m:
+                start[int(m.group(2))] = int(m.group(1)) * 1000
+    late = []
+    for i, c in enumerate(conns):
+        if i not in start:
+            continue
+        for k, ts in enumerate(c.arrivals, 1):
+            sched = start[i] + (DELAY + (k - 1) * INTERVAL) * 1e9
+            late.append((ts - sched) / 1e6)
+    return late, len(start)
+
+
 LOG_TS = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6})\]")
 
 
@@ -290,8 +329,12 @@ def lateness_server(error_log):
             rid = re.search(r"request (\S+?)[,;:]?\s*$", line)
             if not rid:
                 continue
-            if " armed" in line or "] armed" in line:
-                armed[rid.group(1)] = ts
+            first = re.search(r"\] armed: first 102 in (\d+)ms", line)
+            if first:
+                # the first 102's due time as the server scheduled it: the
+                # clock of a request without a body starts when httpd read
+                # its request line (r->request_time), before this line
+                armed[rid.group(1)] = ts + int(first.group(1)) / 1e3
             else:
                 k = re.search(r"sent 102 Processing #(\d+)", line)
                 if k:
@@ -299,7 +342,7 @@ def lateness_server(error_log):
     late = []
     for rid, k, ts in sends:
         if rid in armed:
-            sched = armed[rid] + DELAY + (k - 1) * INTERVAL
+            sched = armed[rid] + (k - 1) * INTERVAL
             late.append((ts - sched) * 1e3)
     return late, len(armed), len(sends)
 
@@ -365,6 +408,14 @@ def _one_run(so, sleep_so, pattern, debug, rx):
         out["interims_per_request_min"] = min(per_req)
         out["interims_per_request_max"] = max(per_req)
         out["lateness_client_ms"] = stats(late)
+        for _ in range(50):                 # the last log lines
+            late_sched, n_logged = lateness_schedule(
+                conns, s.path("logs", "scale_log"))
+            if n_logged >= out["requests_completed"]:
+                break
+            time.sleep(0.1)
+        out["lateness_schedule_ms"] = stats(late_sched)
+        out["access_log_requests"] = n_logged
         out["wall_s"] = round(wall, 2)
         out["watchdog_cpu_ms"] = round((cpu1 - cpu0) / 1e6, 2)
         out["watchdog_cpu_pct_of_core"] = round(
@@ -396,7 +447,11 @@ def _one_run(so, sleep_so, pattern, debug, rx):
     lc = out["lateness_client_ms"]
     msg = (f"{pattern:6} {rx:8} debug={int(debug)}: {out['requests_completed']}/"
            f"{CONNS} ok, {out['interims_received']} 102s, client lateness "
-           f"p50 {lc.get('p50')} p99 {lc.get('p99')} max {lc.get('max')} ms; "
+           f"p50 {lc.get('p50')} p99 {lc.get('p99')} max {lc.get('max')} ms, "
+           f"against the schedule min {out['lateness_schedule_ms'].get('min')}"
+           f" p50 {out['lateness_schedule_ms'].get('p50')} p99 "
+           f"{out['lateness_schedule_ms'].get('p99')} max "
+           f"{out['lateness_schedule_ms'].get('max')} ms; "
            f"watchdog {out['watchdog_cpu_ms']} ms CPU in {out['wall_s']} s "
            f"= {out['watchdog_cpu_pct_of_core']}% of a core, "
            f"{out['watchdog_wakes']} wakes")
@@ -417,6 +472,10 @@ def main():
     res = {"machine": bl.machine_info(), "module": bl.module_identity(so),
            "delay_s": DELAY, "interval_s": INTERVAL, "runs": []}
     for rx in RX_MODES:
+        if rx == "steered" and (os.geteuid() != 0
+                                or (os.cpu_count() or 1) < 2):
+            bl.log("skipping SC_RX=steered: it needs root and 2 CPUs")
+            continue
         for pattern in PATTERNS:
             res["runs"].append(one_run(so, sleep_so, pattern, False, rx))
             if DEBUG_RUN:
