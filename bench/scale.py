@@ -31,17 +31,16 @@ records (`%{usec}t`, each request named by an `X-Conn: N` header), so
   lateness = arrival - (request_time + delay + (k-1) * interval)
 
 both on CLOCK_REALTIME, with no debug logging to slow the watchdog down
-(negative when it went out early: each
-wake-up of the watchdog also sends what falls due before the end of its
-10 ms slot, so a 102 may be up to 10 ms early).  The send time (read just before send())
-is earlier than the real arm time (the request still has to cross
-loopback, be read and reach the handler), so this over-estimates lateness
-by that much: a few ms when requests are spread, up to ~150 ms in a burst of
-1,000 where the last requests wait for a worker thread to run.  With
-SC_DEBUG_RUN=1 each pattern is run a second time with
-`LogLevel processing:debug` (whose log lines slow the watchdog down:
-~15 us per 102 here), and lateness is also computed from the
-server's own log: the time of "sent 102 ... #k" minus the due time the
+(negative when a repeat 102 went out early: each wake-up of the watchdog
+also sends the repeat 102s due before the end of its 10 ms slot, up to
+10 ms early).  The client's send time (read just before send()) is earlier
+than request_time (the request still has to cross loopback and be read),
+so the first figure over-estimates lateness by that much: a few ms when
+requests are spread, up to ~150 ms in a burst of 1,000 where the last
+requests wait for a worker thread to read them.  With SC_DEBUG_RUN=1 each
+pattern is run a second time with `LogLevel processing:debug` (whose log
+lines slow the watchdog down: ~15 us per 102 here), and lateness is also
+computed from the server's own log: the time of "sent 102 ... #k" minus the due time the
 server gave it, (k-1) * interval after the first 102's, which the "armed"
 line states as "first 102 in N ms" from its own time (to the ms; the clock
 of a request without a body starts when httpd read its request line, so
