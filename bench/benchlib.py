@@ -588,6 +588,18 @@ def task_user_sys_ms(pid, tid):
     return (int(fields[11]) * 1000 // hz, int(fields[12]) * 1000 // hz)
 
 
+def start_pinned(server, cpus, timeout=15):
+    """Start server with all its processes and threads on cpus (affinity is
+    inherited by what httpd forks and spawns, the watchdog included); the
+    caller's own affinity is put back afterwards."""
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        server.start(timeout=timeout)
+    finally:
+        os.sched_setaffinity(0, mine)
+
+
 def thread_ids(pid):
     return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
 

@@ -108,8 +108,7 @@ INTERIM = b"HTTP/1.1 102 Processing\r\n\r\n"
 
 class SteeredReceive:
     """Receive Packet Steering on lo to CLIENT_CPU, this process pinned
-    there (the server is pinned by pin_server once it runs); both undone
-    on exit."""
+    there (the server is started on SERVER_CPU); both undone on exit."""
 
     def __enter__(self):
         if os.cpu_count() < 2 or os.geteuid() != 0:
@@ -126,14 +125,6 @@ class SteeredReceive:
         with open(LO_RPS, "w") as f:
             f.write(self.old_rps)
         os.sched_setaffinity(0, self.old_affinity)
-
-
-def pin_server(server):
-    """Every thread of the server's processes onto SERVER_CPU (threads
-    created later, such as the watchdog, inherit it)."""
-    for pid in [server.read_pid()] + server.children():
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            os.sched_setaffinity(int(tid), {SERVER_CPU})
 
 
 def server_conf():
@@ -279,36 +270,28 @@ def run_client(port, pattern, conns, wd_probe):
     return probe0, probe1, (wall1 - wall0) / 1e9
 
 
-def lateness_client(conns):
+def lateness(conns, start_ns):
+    """Lateness in ms of each 102 of conns[i] against start_ns[i] + delay +
+    (k-1) x interval; connections without a start are left out."""
     late = []
-    per_req = []
-    for c in conns:
-        per_req.append(len(c.arrivals))
+    for i, c in enumerate(conns):
+        if start_ns.get(i) is None:
+            continue
         for k, ts in enumerate(c.arrivals, 1):
-            sched = c.sent_ns + (DELAY + (k - 1) * INTERVAL) * 1e9
+            sched = start_ns[i] + (DELAY + (k - 1) * INTERVAL) * 1e9
             late.append((ts - sched) / 1e6)
-    return late, per_req
+    return late
 
 
-def lateness_schedule(conns, access_log):
-    """Lateness of each 102 against the schedule the server gave it: the
-    request's r->request_time from the access log + delay + (k-1) x
-    interval, compared with the 102's kernel receive time (both
-    CLOCK_REALTIME)."""
+def request_times(access_log):
+    """r->request_time (ns) of each connection's request, by its X-Conn."""
     start = {}
     with open(access_log) as f:
         for line in f:
             m = re.match(r"(\d+) (\d+)$", line.strip())
             if m:
                 start[int(m.group(2))] = int(m.group(1)) * 1000
-    late = []
-    for i, c in enumerate(conns):
-        if i not in start:
-            continue
-        for k, ts in enumerate(c.arrivals, 1):
-            sched = start[i] + (DELAY + (k - 1) * INTERVAL) * 1e9
-            late.append((ts - sched) / 1e6)
-    return late, len(start)
+    return start
 
 
 LOG_TS = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6})\]")
@@ -371,10 +354,11 @@ def _one_run(so, sleep_so, pattern, debug, rx):
     out = {"pattern": pattern, "debug_log": debug, "connections": CONNS,
            "sleep_ms": SLEEP_MS, "receive": rx}
     try:
-        s.start(timeout=60)
-        child = s.child_pid
         if rx == "steered":
-            pin_server(s)
+            bl.start_pinned(s, {SERVER_CPU}, timeout=60)
+        else:
+            s.start(timeout=60)
+        child = s.child_pid
 
         # The watchdog thread starts on the child's first armed request:
         # arm one short request to create it (the new thread is the
@@ -401,20 +385,22 @@ def _one_run(so, sleep_so, pattern, debug, rx):
         conns = open_connections(s.port, CONNS)
         (cpu0, sw0), (cpu1, sw1), wall = run_client(s.port, pattern, conns,
                                                     probe)
-        late, per_req = lateness_client(conns)
+        # upper bound: from the client's send time
+        late = lateness(conns, {i: c.sent_ns for i, c in enumerate(conns)})
+        per_req = [len(c.arrivals) for c in conns]
         out["requests_completed"] = sum(1 for c in conns if c.status == 200)
         out["interims_received"] = len(late)
         out["interims_per_request_min"] = min(per_req)
         out["interims_per_request_max"] = max(per_req)
         out["lateness_client_ms"] = stats(late)
         for _ in range(50):                 # the last log lines
-            late_sched, n_logged = lateness_schedule(
-                conns, s.path("logs", "scale_log"))
-            if n_logged >= out["requests_completed"]:
+            start = request_times(s.path("logs", "scale_log"))
+            if len(start) >= out["requests_completed"]:
                 break
             time.sleep(0.1)
-        out["lateness_schedule_ms"] = stats(late_sched)
-        out["access_log_requests"] = n_logged
+        # exact: from the server's own schedule
+        out["lateness_schedule_ms"] = stats(lateness(conns, start))
+        out["access_log_requests"] = len(start)
         out["wall_s"] = round(wall, 2)
         out["watchdog_cpu_ms"] = round((cpu1 - cpu0) / 1e6, 2)
         out["watchdog_cpu_pct_of_core"] = round(

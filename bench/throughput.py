@@ -124,12 +124,7 @@ def main():
                           processing=processing, module_so=so, threads=32,
                           profile=PROFILE)
             if PIN:
-                # affinity is inherited by the children httpd forks
-                os.sched_setaffinity(0, {0})
-                try:
-                    s.start()
-                finally:
-                    os.sched_setaffinity(0, set(range(os.cpu_count())))
+                bl.start_pinned(s, {0})
             else:
                 s.start()
             servers[name] = s
