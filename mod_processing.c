@@ -215,6 +215,16 @@ typedef struct proc_conn {
     unsigned char pending[PROC_PENDING_MAX]; /* [lock] unsent 102 bytes */
 } proc_conn;
 
+/* A heap entry holds a copy of its record's due time, so that ordering the
+ * heap reads only the array, not a record per comparison scattered over
+ * the connections' pools (1,000 armed: ~10 levels, 20 comparisons per
+ * 102; as record reads, perf showed them as the watchdog's largest
+ * user-space cost, cache misses an instruction count does not show). */
+typedef struct {
+    apr_time_t due;                 /* == pc->due while queued */
+    proc_conn *pc;
+} proc_heap_entry;
+
 /* The watchdog of this child process. */
 typedef struct {
     int ready;                      /* set up at child start; else no 102s */
@@ -236,7 +246,7 @@ typedef struct {
     apr_time_t horizon;             /* [lock] latest due time ever armed */
     apr_uint64_t armed_here;        /* [lock] this child's share of the
                                      * shared armed_now counter */
-    proc_conn **heap;               /* [lock] min-heap on due time */
+    proc_heap_entry *heap;          /* [lock] min-heap on due time */
     apr_size_t heap_len;            /* [lock] */
     apr_size_t heap_cap;            /* [lock] */
 
@@ -453,81 +463,99 @@ static void proc_count(volatile apr_uint64_t *counter, int delta)
 /* ------------------------------------------------------------------ */
 /* Deadline heap (caller holds the lock)                             */
 
-static void proc_heap_place(apr_size_t i, proc_conn *pc)
+static void proc_heap_place(apr_size_t i, proc_heap_entry entry)
 {
-    proc_wd.heap[i] = pc;
-    pc->heap_idx = i;
+    proc_wd.heap[i] = entry;
+    entry.pc->heap_idx = i;
 }
 
-static void proc_heap_sift_up(apr_size_t i)
+/* The sifts move a hole at i, with the entry to place in hand, until the
+ * entry fits there: each step moves one entry and writes its record's
+ * heap_idx; no record is read. */
+static void proc_heap_sift_up(apr_size_t i, proc_heap_entry entry)
 {
-    proc_conn *pc = proc_wd.heap[i];
-
     while (i > 0) {
         apr_size_t parent = (i - 1) / 2;
-        if (proc_wd.heap[parent]->due <= pc->due) {
+        if (proc_wd.heap[parent].due <= entry.due) {
             break;
         }
         proc_heap_place(i, proc_wd.heap[parent]);
         i = parent;
     }
-    proc_heap_place(i, pc);
+    proc_heap_place(i, entry);
 }
 
-static void proc_heap_sift_down(apr_size_t i)
+static void proc_heap_sift_down(apr_size_t i, proc_heap_entry entry)
 {
-    proc_conn *pc = proc_wd.heap[i];
-
     for (;;) {
         apr_size_t child = 2 * i + 1;
         if (child >= proc_wd.heap_len) {
             break;
         }
         if (child + 1 < proc_wd.heap_len
-            && proc_wd.heap[child + 1]->due < proc_wd.heap[child]->due) {
+            && proc_wd.heap[child + 1].due < proc_wd.heap[child].due) {
             child++;
         }
-        if (pc->due <= proc_wd.heap[child]->due) {
+        if (entry.due <= proc_wd.heap[child].due) {
             break;
         }
         proc_heap_place(i, proc_wd.heap[child]);
         i = child;
     }
-    proc_heap_place(i, pc);
+    proc_heap_place(i, entry);
 }
 
 /* Grows the array with realloc (thread-safe, unlike pools); the heap only
  * grows to the child's peak of concurrently armed requests. */
 static int proc_heap_push(proc_conn *pc)
 {
+    proc_heap_entry entry;
+
     if (proc_wd.heap_len == proc_wd.heap_cap) {
         apr_size_t cap = proc_wd.heap_cap ? 2 * proc_wd.heap_cap : 64;
-        proc_conn **heap = realloc(proc_wd.heap, cap * sizeof(*heap));
+        proc_heap_entry *heap = realloc(proc_wd.heap, cap * sizeof(*heap));
         if (!heap) {
             return 0;
         }
         proc_wd.heap = heap;
         proc_wd.heap_cap = cap;
     }
-    proc_heap_place(proc_wd.heap_len++, pc);
-    proc_heap_sift_up(pc->heap_idx);
+    entry.due = pc->due;
+    entry.pc = pc;
+    proc_heap_sift_up(proc_wd.heap_len++, entry);
     return 1;
+}
+
+/* pc->due moved later: its entry follows. */
+static void proc_heap_postpone(proc_conn *pc)
+{
+    proc_heap_entry entry;
+
+    entry.due = pc->due;
+    entry.pc = pc;
+    proc_heap_sift_down(pc->heap_idx, entry);
 }
 
 static void proc_heap_remove(proc_conn *pc)
 {
     apr_size_t i = pc->heap_idx;
-    proc_conn *last;
+    proc_heap_entry last;
 
     if (i == PROC_NOT_QUEUED) {
         return;
     }
     pc->heap_idx = PROC_NOT_QUEUED;
     last = proc_wd.heap[--proc_wd.heap_len];
-    if (last != pc) {
-        proc_heap_place(i, last);
-        proc_heap_sift_down(i);
-        proc_heap_sift_up(last->heap_idx);
+    if (last.pc == pc) {
+        return;
+    }
+    /* The last entry fills the hole at i: up if it is earlier than the
+     * hole's parent, else down. */
+    if (i > 0 && last.due < proc_wd.heap[(i - 1) / 2].due) {
+        proc_heap_sift_up(i, last);
+    }
+    else {
+        proc_heap_sift_down(i, last);
     }
 }
 
@@ -674,7 +702,7 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now)
         proc_heap_remove(pc);
     }
     else {
-        proc_heap_sift_down(pc->heap_idx);
+        proc_heap_postpone(pc);
     }
 }
 
@@ -686,10 +714,11 @@ static apr_time_t proc_wd_wake_slot(apr_time_t t)
 
 /* Whether the earliest record gets its 102 in this wake-up: when it is
  * due, or when it is a repeat 102 due before the end of this slot. */
-static int proc_wd_may_serve(const proc_conn *first, apr_time_t now,
+static int proc_wd_may_serve(const proc_heap_entry *first, apr_time_t now,
                              apr_time_t slot_end)
 {
-    return first->due <= now || (first->due <= slot_end && first->sent > 0);
+    return first->due <= now
+           || (first->due <= slot_end && first->pc->sent > 0);
 }
 
 /* What to sleep toward: the earliest due time or, with nothing queued,
@@ -701,7 +730,7 @@ static int proc_wd_may_serve(const proc_conn *first, apr_time_t now,
 static apr_time_t proc_wd_next_wake(apr_time_t now)
 {
     if (proc_wd.heap_len > 0) {
-        return proc_wd_wake_slot(proc_wd.heap[0]->due);
+        return proc_wd_wake_slot(proc_wd.heap[0].due);
     }
     return proc_wd.horizon > now ? proc_wd_wake_slot(proc_wd.horizon)
                                  : PROC_NEVER;
@@ -712,11 +741,12 @@ static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
     proc_lock();
     while (proc_wd.running) {
         apr_time_t now = apr_time_now();
+
         apr_time_t slot_end = proc_wd_wake_slot(now);
 
         while (proc_wd.heap_len > 0
-               && proc_wd_may_serve(proc_wd.heap[0], now, slot_end)) {
-            proc_wd_service(proc_wd.heap[0], now);
+               && proc_wd_may_serve(&proc_wd.heap[0], now, slot_end)) {
+            proc_wd_service(proc_wd.heap[0].pc, now);
         }
         proc_wd.sleep_until = proc_wd_next_wake(now);
         proc_wd_sleep(proc_wd.sleep_until, now);
@@ -913,7 +943,7 @@ static apr_status_t proc_wd_stop(void *data)
     /* Requests may still be armed (prefork's SIGTERM interrupts a handler;
      * its request pool is destroyed after this): let them go. */
     for (i = 0; i < proc_wd.heap_len; i++) {
-        proc_wd.heap[i]->heap_idx = PROC_NOT_QUEUED;
+        proc_wd.heap[i].pc->heap_idx = PROC_NOT_QUEUED;
     }
     proc_wd.stopped = 1;
     proc_wd_release_counters();
