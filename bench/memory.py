@@ -5,8 +5,8 @@ Sizes are read from the module's debug information with gdb (apxs builds
 with -g): sizeof(proc_conn), the record each connection gets on its first
 armed request (apr_pcalloc from c->pool, reused by every later request),
 the gate filter (one ap_filter_t per connection, two with TLS), the
-deadline heap's entry (a pointer) per armed request, and the layout of the
-record.  Whether a tick allocates is measured by tickcost.py
+deadline heap's entry (a due time and a pointer) per armed request, and
+the layout of the record.  Whether a tick allocates is measured by tickcost.py
 (malloc/calloc/realloc calls on the watchdog thread).
 """
 

@@ -221,14 +221,17 @@ def scale(r, floor):
            "`steered`: server on CPU 0, client on CPU 1, lo's receive "
            "steered to CPU 1 (RPS), so the receiving side runs on the "
            "client's CPU as it would on the client's host.", "",
-           "| pattern | receive | debug log | completed | 102s | lateness against "
+           "`ideal`: the same client against bench/idealwd.c, the least "
+           "work that sends the same 102s with the module's timing rules: "
+           "the floor this machine's kernel sets.", "",
+           "| server | pattern | receive | debug log | completed | 102s | lateness against "
            "the server's schedule min / p50 / p99 / max ms (negative: early; "
            "target p99 <= 20) | upper bound, from the client's send time, "
            "min / p50 / p99 / max ms | from the server's debug log min / "
            "p50 / p99 / max ms | watchdog CPU ms | wall s | % of one core (target <= 1%) "
            "| context switches (voluntary / preempted) | CPU us per 102 "
            "| user / system ms (10 ms ticks) |",
-           "|---|---|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---|"]
+           "|---|---|---|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---|"]
     for x in r["runs"]:
         lc = x["lateness_client_ms"]
         ls = x.get("lateness_server_ms")
@@ -239,19 +242,40 @@ def scale(r, floor):
                f"{ok(lx['p99'] <= 20)}" if lx and lx.get("n") else "-")
         pct = x["watchdog_cpu_pct_of_core"]
         out.append(
-            f"| {x['pattern']} | {x.get('receive', 'loopback')} | "
+            f"| {x.get('server', 'module')} | {x['pattern']} | "
+            f"{x.get('receive', 'loopback')} | "
             f"{'yes' if x['debug_log'] else 'no'} | "
             f"{x['requests_completed']}/{x['connections']} | "
             f"{x['interims_received']} | {lxs} | {lc['min']} / {lc['p50']} / "
             f"{lc['p99']} / "
             f"{lc['max']} | {lss} | {x['watchdog_cpu_ms']} | {x['wall_s']} | "
-            f"{pct} {'' if x['debug_log'] else ok(pct <= 1.0)} | "
+            f"{pct} {'' if x['debug_log'] or x.get('server') == 'ideal' else ok(pct <= 1.0)} | "
             f"{x['watchdog_wakes']}"
             + (f" ({x['watchdog_voluntary']} / {x['watchdog_nonvoluntary']})"
                if "watchdog_voluntary" in x else "")
             + f" | {x['watchdog_us_per_102']} | "
             + (f"{x['watchdog_user_ms']} / {x['watchdog_sys_ms']} |"
                if "watchdog_user_ms" in x else "- |"))
+    summary = r.get("summary")
+    if summary:
+        by = {(x["server"], x["pattern"], x["receive"]): x for x in summary}
+        out += ["", "Watchdog CPU, median of the runs above (% of one core; "
+                "all runs in brackets):", "",
+                "| pattern | receive | module | ideal (floor) | module / "
+                "ideal | us per 102, module / ideal |",
+                "|---|---|---|---|---:|---|"]
+        for (srv, pat, rx), m in by.items():
+            if srv != "module":
+                continue
+            i = by.get(("ideal", pat, rx))
+            fmt = lambda x: (f"**{x['watchdog_cpu_pct_of_core']}** "
+                             f"({', '.join(map(str, x['watchdog_cpu_pct_all']))})")
+            out.append(
+                f"| {pat} | {rx} | {fmt(m)} | {fmt(i) if i else '-'} | "
+                + (f"{m['watchdog_cpu_pct_of_core'] / i['watchdog_cpu_pct_of_core']:.2f}"
+                   if i else "-")
+                + f" | {m['watchdog_us_per_102']} / "
+                + (f"{i['watchdog_us_per_102']} |" if i else "- |"))
     if floor:
         out += ["", f"Kernel floor on this machine (bench/sendcost.c): one "
                 f"28-byte loopback send {floor['send_us_median']:.1f} us CPU, "
@@ -313,7 +337,8 @@ def memory(r):
             f"{r['per_connection_plain_bytes']} / "
             f"{r['per_connection_tls_bytes']} |",
             f"| deadline heap per concurrently armed request (array of "
-            f"pointers, grows by doubling to the peak, never shrinks) | "
+            f"due time + record pointer, grows by doubling to the peak, "
+            f"never shrinks) | "
             f"{r['heap_bytes_per_armed_request']} |",
             f"| watchdog state per child (`proc_watchdog`, static; the "
             f"thread itself exists only once the child armed a request) | "

@@ -74,8 +74,19 @@ Receive side (SC_RX, default "loopback,steered": each pattern runs in both):
             `echo 0 > /sys/class/net/lo/queues/rx-0/rps_cpus` restores
             the default).  Skipped without root or 2 CPUs.
 
+The floor (SC_IDEAL, default 1): after each run against httpd the same
+client runs against bench/idealwd.c, a stand-in server whose one sending
+thread does the least work that sends the same 102s with the module's
+timing rules (same 10 ms slots, same early repeats, same wake-up rule, a
+queue in due order, constant bytes, no httpd).  Its thread's CPU time,
+measured the same way, is what this machine's kernel charges for those
+sends and wake-ups: the module's watchdog can only be compared with it,
+not go below it.  SC_REPEAT (3) repeats each pair of runs; the summary
+gives the median of each.
+
 Environment: SC_CONNS (1000), SC_SLEEP_MS (10500: ten 102s per request),
-SC_PATTERNS ("spread,burst"), SC_DEBUG_RUN (0), SC_RX ("loopback,steered").
+SC_PATTERNS ("spread,burst"), SC_DEBUG_RUN (0), SC_RX ("loopback,steered"),
+SC_IDEAL (1), SC_REPEAT (3).
 """
 
 import os
@@ -83,6 +94,7 @@ import re
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -95,6 +107,8 @@ SLEEP_MS = int(os.environ.get("SC_SLEEP_MS", "10500"))
 PATTERNS = os.environ.get("SC_PATTERNS", "spread,burst").split(",")
 DEBUG_RUN = os.environ.get("SC_DEBUG_RUN", "0") == "1"
 RX_MODES = os.environ.get("SC_RX", "loopback,steered").split(",")
+IDEAL_RUN = os.environ.get("SC_IDEAL", "1") == "1"
+REPEAT = int(os.environ.get("SC_REPEAT", "3"))
 SERVER_CPU = 0
 CLIENT_CPU = 1
 LO_RPS = "/sys/class/net/lo/queues/rx-0/rps_cpus"
@@ -339,20 +353,81 @@ def stats(v):
             "max": round(max(v), 3)}
 
 
-def one_run(so, sleep_so, pattern, debug, rx):
-    if rx == "steered":
+def one_run(run, *args):
+    """run(*args), with the receive side steered when args[-1] (rx) says
+    so."""
+    if args[-1] == "steered":
         with SteeredReceive():
-            return _one_run(so, sleep_so, pattern, debug, rx)
-    return _one_run(so, sleep_so, pattern, debug, rx)
+            return run(*args)
+    return run(*args)
 
 
-def _one_run(so, sleep_so, pattern, debug, rx):
+def measure(port, pid, tid, pattern, out):
+    """Runs the client against the server on port; the thread tid of
+    process pid sends the 102s.  Fills out with the client's figures and
+    that thread's CPU time and switches; returns the connections."""
+    def probe():
+        st = bl.task_status(pid, tid)
+        return (bl.task_cpu_ns(pid, tid),
+                (st["voluntary_ctxt_switches"],
+                 st["nonvoluntary_ctxt_switches"],
+                 *bl.task_user_sys_ms(pid, tid)))
+
+    conns = open_connections(port, CONNS)
+    (cpu0, sw0), (cpu1, sw1), wall = run_client(port, pattern, conns, probe)
+    # upper bound: from the client's send time
+    late = lateness(conns, {i: c.sent_ns for i, c in enumerate(conns)})
+    per_req = [len(c.arrivals) for c in conns]
+    out["requests_completed"] = sum(1 for c in conns if c.status == 200)
+    out["interims_received"] = len(late)
+    out["interims_per_request_min"] = min(per_req)
+    out["interims_per_request_max"] = max(per_req)
+    out["lateness_client_ms"] = stats(late)
+    out["wall_s"] = round(wall, 2)
+    out["watchdog_cpu_ms"] = round((cpu1 - cpu0) / 1e6, 2)
+    out["watchdog_cpu_pct_of_core"] = round(
+        100.0 * (cpu1 - cpu0) / 1e9 / wall, 3)
+    # voluntary: the thread blocked (timed or untimed wait, or the
+    # mutex held by a worker); nonvoluntary: it was preempted
+    out["watchdog_voluntary"] = sw1[0] - sw0[0]
+    out["watchdog_nonvoluntary"] = sw1[1] - sw0[1]
+    out["watchdog_wakes"] = out["watchdog_voluntary"] + \
+        out["watchdog_nonvoluntary"]
+    # user space (the module's own work) vs kernel (the sends, the
+    # wake-ups, loopback delivering each 102 to the client)
+    out["watchdog_user_ms"] = sw1[2] - sw0[2]
+    out["watchdog_sys_ms"] = sw1[3] - sw0[3]
+    out["watchdog_us_per_102"] = round(
+        (cpu1 - cpu0) / 1e3 / max(1, len(late)), 2)
+    return conns
+
+
+def log_run(out):
+    lc = out["lateness_client_ms"]
+    lx = out.get("lateness_schedule_ms", {})
+    msg = (f"{out['server']:6} {out['pattern']:6} {out['receive']:8} "
+           f"debug={int(out['debug_log'])}: {out['requests_completed']}/"
+           f"{CONNS} ok, {out['interims_received']} 102s, client lateness "
+           f"p50 {lc.get('p50')} p99 {lc.get('p99')} max {lc.get('max')} ms, "
+           f"against the schedule min {lx.get('min')} p50 {lx.get('p50')} "
+           f"p99 {lx.get('p99')} max {lx.get('max')} ms; "
+           f"watchdog {out['watchdog_cpu_ms']} ms CPU in {out['wall_s']} s "
+           f"= {out['watchdog_cpu_pct_of_core']}% of a core, "
+           f"{out['watchdog_wakes']} wakes")
+    if out["debug_log"]:
+        ls = out["lateness_server_ms"]
+        msg += (f"; server-log lateness p50 {ls.get('p50')} p99 "
+                f"{ls.get('p99')} max {ls.get('max')} ms")
+    bl.log(msg)
+
+
+def module_run(so, sleep_so, pattern, debug, rx):
     s = bl.Server(f"sc-{pattern}", mpm="event", module=True,
                   processing=None, module_so=so, sleep_so=sleep_so,
                   threads=CONNS + 50, extra=server_conf(),
                   loglevel="debug" if debug else "warn")
-    out = {"pattern": pattern, "debug_log": debug, "connections": CONNS,
-           "sleep_ms": SLEEP_MS, "receive": rx}
+    out = {"server": "module", "pattern": pattern, "debug_log": debug,
+           "connections": CONNS, "sleep_ms": SLEEP_MS, "receive": rx}
     try:
         if rx == "steered":
             bl.start_pinned(s, {SERVER_CPU}, timeout=60)
@@ -375,24 +450,7 @@ def _one_run(so, sleep_so, pattern, debug, rx):
         time.sleep(DELAY + 1.0)
         out["threads_in_child"] = len(os.listdir(f"/proc/{child}/task"))
 
-        def probe():
-            st = bl.task_status(child, wd)
-            return (bl.task_cpu_ns(child, wd),
-                    (st["voluntary_ctxt_switches"],
-                     st["nonvoluntary_ctxt_switches"],
-                     *bl.task_user_sys_ms(child, wd)))
-
-        conns = open_connections(s.port, CONNS)
-        (cpu0, sw0), (cpu1, sw1), wall = run_client(s.port, pattern, conns,
-                                                    probe)
-        # upper bound: from the client's send time
-        late = lateness(conns, {i: c.sent_ns for i, c in enumerate(conns)})
-        per_req = [len(c.arrivals) for c in conns]
-        out["requests_completed"] = sum(1 for c in conns if c.status == 200)
-        out["interims_received"] = len(late)
-        out["interims_per_request_min"] = min(per_req)
-        out["interims_per_request_max"] = max(per_req)
-        out["lateness_client_ms"] = stats(late)
+        conns = measure(s.port, child, wd, pattern, out)
         for _ in range(50):                 # the last log lines
             start = request_times(s.path("logs", "scale_log"))
             if len(start) >= out["requests_completed"]:
@@ -401,22 +459,6 @@ def _one_run(so, sleep_so, pattern, debug, rx):
         # exact: from the server's own schedule
         out["lateness_schedule_ms"] = stats(lateness(conns, start))
         out["access_log_requests"] = len(start)
-        out["wall_s"] = round(wall, 2)
-        out["watchdog_cpu_ms"] = round((cpu1 - cpu0) / 1e6, 2)
-        out["watchdog_cpu_pct_of_core"] = round(
-            100.0 * (cpu1 - cpu0) / 1e9 / wall, 3)
-        # voluntary: the thread blocked (timed or untimed wait, or the
-        # mutex held by a worker); nonvoluntary: it was preempted
-        out["watchdog_voluntary"] = sw1[0] - sw0[0]
-        out["watchdog_nonvoluntary"] = sw1[1] - sw0[1]
-        out["watchdog_wakes"] = out["watchdog_voluntary"] + \
-            out["watchdog_nonvoluntary"]
-        # user space (the module's own work) vs kernel (the sends, the
-        # wake-ups, loopback delivering each 102 to the client)
-        out["watchdog_user_ms"] = sw1[2] - sw0[2]
-        out["watchdog_sys_ms"] = sw1[3] - sw0[3]
-        out["watchdog_us_per_102"] = round(
-            (cpu1 - cpu0) / 1e3 / max(1, len(late)), 2)
         for c in conns:
             c.sock.close()
         if debug:
@@ -429,23 +471,65 @@ def _one_run(so, sleep_so, pattern, debug, rx):
     finally:
         s.stop(timeout=60)
         s.cleanup()
-    lc = out["lateness_client_ms"]
-    msg = (f"{pattern:6} {rx:8} debug={int(debug)}: {out['requests_completed']}/"
-           f"{CONNS} ok, {out['interims_received']} 102s, client lateness "
-           f"p50 {lc.get('p50')} p99 {lc.get('p99')} max {lc.get('max')} ms, "
-           f"against the schedule min {out['lateness_schedule_ms'].get('min')}"
-           f" p50 {out['lateness_schedule_ms'].get('p50')} p99 "
-           f"{out['lateness_schedule_ms'].get('p99')} max "
-           f"{out['lateness_schedule_ms'].get('max')} ms; "
-           f"watchdog {out['watchdog_cpu_ms']} ms CPU in {out['wall_s']} s "
-           f"= {out['watchdog_cpu_pct_of_core']}% of a core, "
-           f"{out['watchdog_wakes']} wakes")
-    if debug:
-        ls = out["lateness_server_ms"]
-        msg += (f"; server-log lateness p50 {ls.get('p50')} p99 "
-                f"{ls.get('p99')} max {ls.get('max')} ms")
-    bl.log(msg)
+    log_run(out)
     return out
+
+
+def build_ideal():
+    d = os.path.join(bl.BENCH_DIR, ".build")
+    os.makedirs(d, exist_ok=True)
+    exe = os.path.join(d, "idealwd")
+    subprocess.run(["gcc", "-O2", "-pthread", "-o", exe,
+                    os.path.join(bl.BENCH_DIR, "idealwd.c")], check=True)
+    return exe
+
+
+def ideal_run(exe, pattern, rx):
+    """The same client against bench/idealwd.c: the floor."""
+    out = {"server": "ideal", "pattern": pattern, "debug_log": False,
+           "connections": CONNS, "sleep_ms": SLEEP_MS, "receive": rx}
+    port = bl.free_port()
+    mine = os.sched_getaffinity(0)
+    if rx == "steered":
+        os.sched_setaffinity(0, {SERVER_CPU})     # inherited by the child
+    try:
+        proc = subprocess.Popen(
+            [exe, str(port), str(int(DELAY * 1000)),
+             str(int(INTERVAL * 1000)), str(SLEEP_MS), "10"],
+            stdout=subprocess.PIPE, text=True)
+    finally:
+        os.sched_setaffinity(0, mine)
+    try:
+        # printed by its watchdog thread, after the socket listens
+        tid = int(proc.stdout.readline().split()[1])
+        time.sleep(0.5)
+        conns = measure(port, proc.pid, tid, pattern, out)
+        for c in conns:
+            c.sock.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    log_run(out)
+    return out
+
+
+def summarize(runs):
+    """Median watchdog CPU per server, pattern and receive side (runs
+    without debug logging)."""
+    groups = {}
+    for x in runs:
+        if not x["debug_log"]:
+            key = (x["server"], x["pattern"], x["receive"])
+            groups.setdefault(key, []).append(x)
+    return [{"server": k[0], "pattern": k[1], "receive": k[2],
+             "runs": len(v),
+             "watchdog_cpu_pct_of_core": round(bl.median(
+                 [x["watchdog_cpu_pct_of_core"] for x in v]), 3),
+             "watchdog_cpu_pct_all": [x["watchdog_cpu_pct_of_core"]
+                                      for x in v],
+             "watchdog_us_per_102": round(bl.median(
+                 [x["watchdog_us_per_102"] for x in v]), 2)}
+            for k, v in groups.items()]
 
 
 def main():
@@ -454,6 +538,7 @@ def main():
         sys.exit(f"need {CONNS + 100} file descriptors, have {nofile}")
     so = bl.build_module()
     sleep_so = bl.build_sleep_module()
+    ideal = build_ideal() if IDEAL_RUN else None
     res = {"machine": bl.machine_info(), "module": bl.module_identity(so),
            "delay_s": DELAY, "interval_s": INTERVAL, "runs": []}
     for rx in RX_MODES:
@@ -462,9 +547,20 @@ def main():
             bl.log("skipping SC_RX=steered: it needs root and 2 CPUs")
             continue
         for pattern in PATTERNS:
-            res["runs"].append(one_run(so, sleep_so, pattern, False, rx))
-            if DEBUG_RUN:
-                res["runs"].append(one_run(so, sleep_so, pattern, True, rx))
+            for _ in range(REPEAT):
+                res["runs"].append(one_run(module_run, so, sleep_so, pattern,
+                                           False, rx))
+                if DEBUG_RUN:
+                    res["runs"].append(one_run(module_run, so, sleep_so,
+                                               pattern, True, rx))
+                if ideal:
+                    res["runs"].append(one_run(ideal_run, ideal, pattern,
+                                               rx))
+    res["summary"] = summarize(res["runs"])
+    for x in res["summary"]:
+        bl.log(f"median of {x['runs']}: {x['server']:6} {x['pattern']:6} "
+               f"{x['receive']:8} {x['watchdog_cpu_pct_of_core']}% of a "
+               f"core, {x['watchdog_us_per_102']} us per 102")
     bl.save_json("scale.json", res)
 
 
