@@ -741,7 +741,6 @@ static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
     proc_lock();
     while (proc_wd.running) {
         apr_time_t now = apr_time_now();
-
         apr_time_t slot_end = proc_wd_wake_slot(now);
 
         while (proc_wd.heap_len > 0
