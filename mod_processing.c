@@ -774,15 +774,19 @@ static apr_status_t proc_capture_filter(ap_filter_t *f,
     return rv;
 }
 
+/* What was captured is a whole 102: its status line's start, the blank
+ * line that ends it, and not cut short by the buffer. */
 static int proc_interim_is_valid(void)
 {
     static const char head[] = "HTTP/1.1 102 ";
-    const char *end = proc_wd.interim + proc_wd.interim_len;
+    static const char blank_line[] = "\r\n\r\n";
+    apr_size_t len = proc_wd.interim_len;
 
-    return proc_wd.interim_len < sizeof(proc_wd.interim)
-           && proc_wd.interim_len > sizeof(head) + 3
+    return len >= sizeof(head) - 1 + sizeof(blank_line) - 1
+           && len < sizeof(proc_wd.interim)
            && !memcmp(proc_wd.interim, head, sizeof(head) - 1)
-           && !memcmp(end - 4, "\r\n\r\n", 4);
+           && !memcmp(proc_wd.interim + len - (sizeof(blank_line) - 1),
+                      blank_line, sizeof(blank_line) - 1);
 }
 
 /* The bytes of a 102, formatted by httpd itself once per child (at child
