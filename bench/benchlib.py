@@ -6,6 +6,7 @@ children running as www-data can read them); each is stopped by its own pid
 or with `apache2 -f CONF -k stop`, never by name.
 """
 
+import contextlib
 import json
 import os
 import pwd
@@ -588,16 +589,36 @@ def task_user_sys_ms(pid, tid):
     return (int(fields[11]) * 1000 // hz, int(fields[12]) * 1000 // hz)
 
 
-def start_pinned(server, cpus, timeout=15):
-    """Start server with all its processes and threads on cpus (affinity is
-    inherited by what httpd forks and spawns, the watchdog included); the
-    caller's own affinity is put back afterwards."""
+@contextlib.contextmanager
+def pinned(cpus):
+    """This process on cpus (None: left alone) for the with block, its own
+    affinity put back afterwards; whatever it starts meanwhile inherits
+    cpus (httpd's children and threads, the watchdog included)."""
+    if cpus is None:
+        yield
+        return
     mine = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cpus)
     try:
-        server.start(timeout=timeout)
+        yield
     finally:
         os.sched_setaffinity(0, mine)
+
+
+def start_pinned(server, cpus, timeout=15):
+    """Start server with all its processes and threads on cpus."""
+    with pinned(cpus):
+        server.start(timeout=timeout)
+
+
+def build_c(name, *flags):
+    """Compile bench/NAME.c into bench/.build/NAME; returns its path."""
+    d = os.path.join(BENCH_DIR, ".build")
+    os.makedirs(d, exist_ok=True)
+    exe = os.path.join(d, name)
+    subprocess.run(["gcc", "-O2", *flags, "-o", exe,
+                    os.path.join(BENCH_DIR, name + ".c")], check=True)
+    return exe
 
 
 def thread_ids(pid):

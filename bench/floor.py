@@ -16,11 +16,7 @@ import benchlib as bl                                    # noqa: E402
 
 
 def main():
-    d = os.path.join(bl.BENCH_DIR, ".build")
-    os.makedirs(d, exist_ok=True)
-    exe = os.path.join(d, "sendcost")
-    subprocess.run(["gcc", "-O2", "-o", exe,
-                    os.path.join(bl.BENCH_DIR, "sendcost.c")], check=True)
+    exe = bl.build_c("sendcost")
     bl.raise_nofile()
     sends, wakes = [], []
     for _ in range(3):

@@ -325,7 +325,7 @@ def tickcost(r):
 
 def memory(r):
     return ["### Memory", "",
-            f"| item | bytes |", "|---|---:|",
+            "| item | bytes |", "|---|---:|",
             f"| `proc_conn` record per connection (allocated once from "
             f"c->pool, on the connection's first request in a Processing On "
             f"location, or at the TLS handshake) | {r['proc_conn_bytes']} |",

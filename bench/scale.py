@@ -89,6 +89,7 @@ SC_PATTERNS ("spread,burst"), SC_DEBUG_RUN (0), SC_RX ("loopback,steered"),
 SC_IDEAL (1), SC_REPEAT (3).
 """
 
+import contextlib
 import os
 import re
 import select
@@ -114,31 +115,29 @@ CLIENT_CPU = 1
 LO_RPS = "/sys/class/net/lo/queues/rx-0/rps_cpus"
 DELAY = 1.0
 INTERVAL = 1.0
+WAKE_GRID_MS = 10                       # the module's PROC_WAKE_GRID
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", SO_TIMESTAMPNS)
 INTERIM = b"HTTP/1.1 102 Processing\r\n\r\n"
 
 
-class SteeredReceive:
-    """Receive Packet Steering on lo to CLIENT_CPU, this process pinned
+@contextlib.contextmanager
+def steered_receive():
+    """Receive Packet Steering on lo to CLIENT_CPU and this process pinned
     there (the server is started on SERVER_CPU); both undone on exit."""
-
-    def __enter__(self):
-        if os.cpu_count() < 2 or os.geteuid() != 0:
-            raise RuntimeError("SC_RX=steered needs root and 2 CPUs")
-        with open(LO_RPS) as f:
-            self.old_rps = f.read().strip()
-        self.old_affinity = os.sched_getaffinity(0)
+    if (os.cpu_count() or 1) < 2 or os.geteuid() != 0:
+        raise RuntimeError("SC_RX=steered needs root and 2 CPUs")
+    with open(LO_RPS) as f:
+        old_rps = f.read().strip()
+    with open(LO_RPS, "w") as f:
+        f.write(f"{1 << CLIENT_CPU:x}")
+    try:
+        with bl.pinned({CLIENT_CPU}):
+            yield
+    finally:
         with open(LO_RPS, "w") as f:
-            f.write(f"{1 << CLIENT_CPU:x}")
-        os.sched_setaffinity(0, {CLIENT_CPU})
-        return self
-
-    def __exit__(self, *exc):
-        with open(LO_RPS, "w") as f:
-            f.write(self.old_rps)
-        os.sched_setaffinity(0, self.old_affinity)
+            f.write(old_rps)
 
 
 def server_conf():
@@ -357,7 +356,7 @@ def one_run(run, *args):
     """run(*args), with the receive side steered when args[-1] (rx) says
     so."""
     if args[-1] == "steered":
-        with SteeredReceive():
+        with steered_receive():
             return run(*args)
     return run(*args)
 
@@ -429,10 +428,7 @@ def module_run(so, sleep_so, pattern, debug, rx):
     out = {"server": "module", "pattern": pattern, "debug_log": debug,
            "connections": CONNS, "sleep_ms": SLEEP_MS, "receive": rx}
     try:
-        if rx == "steered":
-            bl.start_pinned(s, {SERVER_CPU}, timeout=60)
-        else:
-            s.start(timeout=60)
+        bl.start_pinned(s, server_cpus(rx), timeout=60)
         child = s.child_pid
 
         # The watchdog thread starts on the child's first armed request:
@@ -475,13 +471,10 @@ def module_run(so, sleep_so, pattern, debug, rx):
     return out
 
 
-def build_ideal():
-    d = os.path.join(bl.BENCH_DIR, ".build")
-    os.makedirs(d, exist_ok=True)
-    exe = os.path.join(d, "idealwd")
-    subprocess.run(["gcc", "-O2", "-pthread", "-o", exe,
-                    os.path.join(bl.BENCH_DIR, "idealwd.c")], check=True)
-    return exe
+def server_cpus(rx):
+    """Where the server runs: CPU 0 when the receive side is steered to
+    the client's CPU, anywhere otherwise."""
+    return {SERVER_CPU} if rx == "steered" else None
 
 
 def ideal_run(exe, pattern, rx):
@@ -489,16 +482,11 @@ def ideal_run(exe, pattern, rx):
     out = {"server": "ideal", "pattern": pattern, "debug_log": False,
            "connections": CONNS, "sleep_ms": SLEEP_MS, "receive": rx}
     port = bl.free_port()
-    mine = os.sched_getaffinity(0)
-    if rx == "steered":
-        os.sched_setaffinity(0, {SERVER_CPU})     # inherited by the child
-    try:
+    with bl.pinned(server_cpus(rx)):
         proc = subprocess.Popen(
             [exe, str(port), str(int(DELAY * 1000)),
-             str(int(INTERVAL * 1000)), str(SLEEP_MS), "10"],
+             str(int(INTERVAL * 1000)), str(SLEEP_MS), str(WAKE_GRID_MS)],
             stdout=subprocess.PIPE, text=True)
-    finally:
-        os.sched_setaffinity(0, mine)
     try:
         # printed by its watchdog thread, after the socket listens
         tid = int(proc.stdout.readline().split()[1])
@@ -538,7 +526,7 @@ def main():
         sys.exit(f"need {CONNS + 100} file descriptors, have {nofile}")
     so = bl.build_module()
     sleep_so = bl.build_sleep_module()
-    ideal = build_ideal() if IDEAL_RUN else None
+    ideal = bl.build_c("idealwd", "-pthread") if IDEAL_RUN else None
     res = {"machine": bl.machine_info(), "module": bl.module_identity(so),
            "delay_s": DELAY, "interval_s": INTERVAL, "runs": []}
     for rx in RX_MODES:
