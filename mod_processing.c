@@ -19,17 +19,23 @@
  * give up on a silent connection.
  *
  * Threads.  A worker thread runs the handler; one watchdog thread per child
- * sends the 102s.  The watchdog never touches memory the worker uses: it
- * works on the module's own per-connection record (under the lock), on
- * the bytes of a 102 that httpd formatted once at child start (on a shadow
- * request of the module's own), on the socket's file descriptor with a
- * non-blocking send(), and, for TLS, on the connection's SSL object with a
- * private memory BIO while the worker provably does no I/O on it.
+ * sends the 102s, each with ap_send_interim_response() on a shadow request
+ * of its own whose only output filter is the transport writer.  The
+ * watchdog never touches memory the worker uses: it works on the module's
+ * own per-connection record (under the lock), on its own duplicate of the
+ * socket's descriptor with a non-blocking send(), and, for TLS, on the
+ * connection's SSL object with a private memory BIO while the worker
+ * provably runs no OpenSSL code on it.  Everything that runs on the
+ * watchdog thread is in the part marked "Watchdog thread" below.
  *
- * The gate.  Every byte the worker writes (and, for TLS, every read) passes
- * a connection filter that, when the record is armed, disarms it under the
- * lock and first writes any unsent remainder of a 102.  So no 102 can
- * follow or interleave with the final response.
+ * The gate.  Every byte the worker writes (and, for TLS, every read)
+ * passes a connection filter that, when the record is armed, disarms it
+ * under the lock and first writes any unsent remainder of a 102.  So no
+ * 102 can follow or interleave with the final response.
+ *
+ * Clients.  Many HTTP clients take a 102 for the final response.  By
+ * default a request gets 102s only when its client is known to handle them
+ * (ProcessingClients).
  *
  * See README.md ("How it works") for the full story.
  */
@@ -42,61 +48,27 @@
 #include "http_main.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "mpm_common.h"
 #include "util_filter.h"
 #include "mod_ssl.h"
 #include "mod_status.h"
 
+#include "apr_atomic.h"
 #include "apr_lib.h"
+#include "apr_optional_hooks.h"
+#include "apr_ring.h"
+#include "apr_shm.h"
 #include "apr_strings.h"
 #include "apr_thread_cond.h"
 #include "apr_thread_mutex.h"
 #include "apr_thread_proc.h"
-#include "apr_optional_hooks.h"
-#include "apr_atomic.h"
-#include "apr_shm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <pthread.h>
 #include <sys/socket.h>
-
-/* The lock: a futex word on Linux, APR's mutex and condition elsewhere or
- * when built with -DPROC_APR_LOCK (see "The lock" below). */
-#if defined(__linux__) && !defined(PROC_APR_LOCK)
-#define PROC_FUTEX_LOCK 1
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
-#endif
-
-/* Race-detector builds (test/stress/run-racecheck) tell helgrind or drd
- * that the futex lock is a lock; in every other build these are empty. */
-#if defined(PROC_RACECHECK_HELGRIND)
-#include <valgrind/helgrind.h>
-#define PROC_LOCK_CREATED(l)    VALGRIND_HG_DISABLE_CHECKING(l, sizeof(*(l))); \
-                                VALGRIND_HG_MUTEX_INIT_POST(l, 0)
-#define PROC_LOCK_ACQUIRING(l)  VALGRIND_HG_MUTEX_LOCK_PRE(l, 0)
-#define PROC_LOCK_ACQUIRED(l)   VALGRIND_HG_MUTEX_LOCK_POST(l)
-#define PROC_LOCK_RELEASING(l)  VALGRIND_HG_MUTEX_UNLOCK_PRE(l)
-#define PROC_LOCK_RELEASED(l)   VALGRIND_HG_MUTEX_UNLOCK_POST(l)
-#define PROC_IGNORE_WORD(w)     VALGRIND_HG_DISABLE_CHECKING(w, sizeof(*(w)))
-#elif defined(PROC_RACECHECK_DRD)
-#include <valgrind/drd.h>
-#define PROC_LOCK_CREATED(l)    DRD_IGNORE_VAR(*(l)); ANNOTATE_RWLOCK_CREATE(l)
-#define PROC_LOCK_ACQUIRING(l)
-#define PROC_LOCK_ACQUIRED(l)   ANNOTATE_RWLOCK_ACQUIRED(l, 1)
-#define PROC_LOCK_RELEASING(l)  ANNOTATE_RWLOCK_RELEASED(l, 1)
-#define PROC_LOCK_RELEASED(l)
-#define PROC_IGNORE_WORD(w)     DRD_IGNORE_VAR(*(w))
-#else
-#define PROC_LOCK_CREATED(l)
-#define PROC_LOCK_ACQUIRING(l)
-#define PROC_LOCK_ACQUIRED(l)
-#define PROC_LOCK_RELEASING(l)
-#define PROC_LOCK_RELEASED(l)
-#define PROC_IGNORE_WORD(w)
-#endif
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -110,6 +82,14 @@ module AP_MODULE_DECLARE_DATA processing_module;
 APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
                           (conn_rec *c, SSL *ssl, int is_proxy))
 
+/* conn_rec->outgoing and the child_stopping hook came with httpd 2.4.49. */
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 116)
+#define PROC_HAS_OUTGOING 1
+#endif
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
+#define PROC_HAS_CHILD_STOPPING 1
+#endif
+
 #define UNSET -1
 
 #define PROC_DEFAULT_INTERVAL   apr_time_from_sec(20)
@@ -118,33 +98,32 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #define PROC_MAX_DURATION       apr_time_from_sec(3600)
 #define PROC_MAX_COUNT_LIMIT    1000
 
-/* The interim response as httpd formats it; used only if httpd's own
- * formatting could not be captured at child start (proc_format_interim). */
+/* ProcessingClients: who gets 102s. */
+#define PROC_CLIENTS_KNOWN      0   /* asked, allowed, or a known family */
+#define PROC_CLIENTS_PREFER     1   /* asked (Prefer) or allowed only */
+#define PROC_CLIENTS_ALL        2   /* every HTTP/1.1 client */
+
+/* The 102 as httpd formats it: what the watchdog writes itself only if its
+ * shadow request could not be made (proc_wd_send_interim). */
 #define PROC_INTERIM_BYTES      "HTTP/1.1 102 Processing\r\n\r\n"
 #define PROC_INTERIM_MAX        64
 
 /* Room for one 102 as sent: 28 bytes in clear, or one TLS record around
  * them (at most ~120 bytes for TLS 1.2 CBC with SHA-384, ~50 for GCM and
- * TLS 1.3) plus, rarely, a TLS 1.3 KeyUpdate OpenSSL had queued (~30). */
+ * TLS 1.3). */
 #define PROC_PENDING_MAX        256
 #define PROC_LOG_ID_MAX         32
 
 /* The watchdog wakes on a 10 ms grid: a 102 goes out at most one slot
- * (10 ms) late.  Each wake-up also sends the repeat 102s (never a first
- * one: ProcessingDelay is a promise) due before the end of the slot it runs
- * in, at most 10 ms early, so that requests armed at spread-out times share
- * a wake-up every other slot: a wake-up costs the thread more than the
- * sends it makes (bench/floor.py). */
+ * late.  A wake-up also sends the repeat 102s (never a first one: the
+ * delay is a promise) due before the end of its slot, so that requests
+ * armed at spread-out times share wake-ups. */
 #define PROC_WAKE_GRID          apr_time_from_msec(10)
 
-/* For the rare branch of code that runs on every pass of output (the
- * gate): kept out of line, the common branch stays a few instructions and
- * a tail call. */
-#if defined(__GNUC__)
-#define PROC_NOINLINE           __attribute__((noinline))
-#else
-#define PROC_NOINLINE
-#endif
+/* How long a stopping child waits for the lock and for the watchdog to
+ * finish (prefork stops in a signal handler; see proc_wd_stop). */
+#define PROC_EXIT_WAIT          apr_time_from_sec(1)
+#define PROC_EXIT_POLL          apr_time_from_msec(5)
 
 #define PROC_NOT_QUEUED         ((apr_size_t)-1)
 #define PROC_NEVER              APR_INT64_MAX
@@ -156,26 +135,43 @@ typedef struct {
     apr_interval_time_t delay;      /* ProcessingDelay (default: interval) */
     int max_count;                  /* ProcessingMaxCount, 0 = no limit */
     apr_interval_time_t max_time;   /* ProcessingMaxTime, 0 = no limit */
-    int require_prefer;             /* ProcessingRequirePrefer On|Off */
+    int clients;                    /* ProcessingClients, PROC_CLIENTS_* */
     int configured;                 /* any of the above set here */
-
-    /* The values in effect (defaults filled in), kept current by every
-     * setter and by the merge: arming reads them as they are. */
-    apr_interval_time_t eff_interval;
-    apr_interval_time_t eff_delay;
-    int eff_max_count;
-    apr_interval_time_t eff_max_time;
 } proc_dir_cfg;
+
+/* A client family measured to handle 102s (compat/results.md).  A
+ * User-Agent belongs to it when it starts with `prefix` and, where set,
+ * also contains `contains`: plain string tests, cheap enough for every
+ * request, and easy to check against the measured User-Agents
+ * (compat/test_known_clients.py reads this table). */
+typedef struct {
+    const char *name;               /* the processing-client note */
+    const char *prefix;
+    const char *contains;           /* or NULL */
+    int cap;                        /* most 102s it takes, 0 = no limit */
+} proc_known_client;
+
+/* BEGIN known clients (compat/known-clients.json has the evidence) */
+static const proc_known_client proc_known_clients[] = {
+    {"curl",            "curl/",              NULL,           0},
+    {"wget",            "Wget/",              NULL,           0},
+    {"java-httpclient", "Java-http-client/",  NULL,           8},
+    {"go",              "Go-http-client/",    NULL,           5},
+    {"neon",            "cadaver/",           " neon/",       127},
+    {NULL, NULL, NULL, 0}
+};
+/* END known clients */
 
 /* Counters for mod_status, summed over all children: one anonymous shared
  * memory segment made by the parent and kept in the process pool, so that
  * it survives restarts and old and new generations add to the same
- * figures.  Updated with atomics only. */
+ * figures.  Updated with apr_atomic only; 32-bit (APR 1.6 has no 64-bit
+ * atomics), so the totals wrap at 2^32. */
 typedef struct {
-    volatile apr_uint64_t armed_now;    /* requests armed at this moment */
-    volatile apr_uint64_t armed_total;  /* requests ever armed */
-    volatile apr_uint64_t sent_total;   /* complete 102s sent */
-    volatile apr_uint64_t failed_total; /* sends that failed (client gone) */
+    volatile apr_uint32_t armed_now;    /* requests armed at this moment */
+    volatile apr_uint32_t armed_total;  /* requests ever armed */
+    volatile apr_uint32_t sent_total;   /* complete 102s sent */
+    volatile apr_uint32_t failed_total; /* sends that failed (client gone) */
 } proc_stats;
 
 /* Per-connection record, allocated once from c->pool on first need and
@@ -185,18 +181,26 @@ typedef struct {
  * touched with the lock held.  Fields marked [worker] belong to the worker
  * thread; the watchdog never reads them.  [arm] fields are written by the
  * worker before the record is queued (under the lock, which publishes them)
- * and only read afterwards. */
-typedef struct proc_conn {
+ * and only read by the watchdog afterwards. */
+typedef struct proc_conn proc_conn;
+struct proc_conn {
+    APR_RING_ENTRY(proc_conn) link; /* [lock] in proc_wd.conns while fd
+                                     * is open */
     int armed;                      /* [worker writes, under lock] 102s may
                                      * be sent; only the worker changes it */
+    int paused;                     /* [lock] subrequests or redirects of
+                                     * the armed TLS request in their
+                                     * phases: out of the heap meanwhile */
+    apr_uint32_t arm_seq;           /* [lock] bumped by every arm */
     apr_size_t heap_idx;            /* [lock] index in the deadline heap */
     apr_time_t due;                 /* [lock] when the next 102 is due */
     int sent;                       /* [lock] complete 102s this request */
     int dead;                       /* [lock] a send failed: stop */
     apr_size_t pending_off;         /* [lock] bytes of pending[] written */
     apr_size_t pending_len;         /* [lock] bytes in pending[] */
+    apr_os_sock_t fd;               /* [lock] the watchdog's own duplicate
+                                     * of the client socket, or -1 */
 
-    apr_os_sock_t fd;               /* [arm] the client socket */
     SSL *ssl;                       /* [arm] mod_ssl's SSL, NULL if plain */
     apr_interval_time_t interval;   /* [arm] effective settings */
     int max_count;                  /* [arm] 0 = no limit */
@@ -208,54 +212,69 @@ typedef struct proc_conn {
     conn_rec *c;                    /* [worker] */
     request_rec *r;                 /* [worker] request armed or waiting */
     int gates_added;                /* [worker] gate filters installed */
-    int note_set;                   /* [worker] r->notes has our note */
     int log_debug;                  /* [worker] r logs at debug level */
+    int has_dup;                    /* [worker] fd was made */
+    int family_cap;                 /* [worker] r's client family's cap */
 
-    /* Last: the only field a new record need not zero. */
     unsigned char pending[PROC_PENDING_MAX]; /* [lock] unsent 102 bytes */
-} proc_conn;
+};
+
+/* Marks a subrequest or internal redirect that paused its connection's
+ * record (TLS), in the request's request_config. */
+typedef struct {
+    proc_conn *pc;
+    apr_uint32_t arm_seq;           /* the arm it paused */
+} proc_pause_mark;
 
 /* A heap entry holds a copy of its record's due time, so that ordering the
- * heap reads only the array, not a record per comparison scattered over
- * the connections' pools (1,000 armed: ~10 levels, 20 comparisons per
- * 102; as record reads, perf showed them as the watchdog's largest
- * user-space cost, cache misses an instruction count does not show). */
+ * heap reads only the array, not a record per comparison. */
 typedef struct {
     apr_time_t due;                 /* == pc->due while queued */
     proc_conn *pc;
 } proc_heap_entry;
 
-/* The watchdog of this child process. */
+/* What the watchdog logs about one send, once the lock is released. */
+typedef struct {
+    int level;                      /* 0: nothing to log */
+    apr_status_t status;
+    const char *what;
+    int count;
+    server_rec *s;
+    long conn_id;
+    char log_id[PROC_LOG_ID_MAX];
+} proc_wd_event;
+
+/* The watchdog of this child process.  A binary heap orders the armed
+ * records by due time: it removes a record by index in O(log n) (disarm),
+ * which apr_skiplist cannot do without a search. */
 typedef struct {
     int ready;                      /* set up at child start; else no 102s */
-#ifdef PROC_FUTEX_LOCK
-    int lock;                       /* guards the records and this struct:
-                                     * 0 free, 1 held, 2 held and waited for */
-    unsigned int wake_seq;          /* [lock] bumped to wake the thread */
-#else
     apr_thread_mutex_t *mutex;      /* guards the records and this struct */
     apr_thread_cond_t *wakeup;      /* signalled to wake the thread */
-#endif
     apr_thread_t *thread;
+    volatile apr_uint32_t exited;   /* set by the thread as it returns */
     int running;                    /* [lock] cleared to stop the thread */
-    int closing;                    /* [lock] child exiting: no new start */
+    int closing;                    /* [lock] child stopping: no new arm */
     int start_failed;               /* [lock] thread creation failed */
     int stopped;                    /* set once the child exits: records
                                      * are then released without the lock */
     apr_time_t sleep_until;         /* [lock] what the thread waits for */
     apr_time_t horizon;             /* [lock] latest due time ever armed */
-    apr_uint64_t armed_here;        /* [lock] this child's share of the
+    apr_uint32_t armed_here;        /* [lock] this child's share of the
                                      * shared armed_now counter */
     proc_heap_entry *heap;          /* [lock] min-heap on due time */
     apr_size_t heap_len;            /* [lock] */
     apr_size_t heap_cap;            /* [lock] */
+    APR_RING_HEAD(proc_conn_ring, proc_conn) conns; /* [lock] records that
+                                     * hold a duplicate descriptor */
+    server_rec *s;                  /* the main server, for logging */
 
-    /* Set at child start, then only read: the bytes of every 102. */
-    char interim[PROC_INTERIM_MAX];
-    apr_size_t interim_len;
-
-    /* Below: touched by the watchdog thread only. */
-    apr_pool_t *pool;               /* own allocator: the thread's */
+    /* Below: the watchdog thread's own, never touched by another thread
+     * while it runs. */
+    apr_pool_t *pool;               /* on an allocator of its own */
+    request_rec *shadow;            /* the request every 102 is sent on */
+    apr_pool_t *send_pool;          /* the shadow's pool, cleared per 102 */
+    proc_conn *sending;             /* the record the writer writes for */
     BIO *tls_out;                   /* memory BIO for TLS records */
 } proc_watchdog;
 
@@ -266,139 +285,21 @@ static proc_stats *proc_counters = &proc_local_counters;
 static ap_filter_rec_t *proc_body_filter_handle;
 static ap_filter_rec_t *proc_gate_out_handle;
 static ap_filter_rec_t *proc_gate_in_handle;
-static ap_filter_rec_t *proc_capture_handle;
+static ap_filter_rec_t *proc_writer_handle;
 
 /* ------------------------------------------------------------------ */
-/* The lock, and the watchdog's sleep                                 */
+/* The lock                                                           */
 /*
- * One lock guards the deadline heap and the records' [lock] fields, and
- * every armed request takes it twice (arm, disarm).  With APR's mutex
- * those two holds cost ~145 instructions per request (apr_thread_mutex_*
- * around glibc's pthread_mutex_*, measured with callgrind: bench/), a
- * sixth of all the module adds to a small static request.  On Linux the
- * lock is therefore a futex word, the classic three-state mutex (Drepper,
- * "Futexes Are Tricky", mutex 2): one atomic instruction to take it and
- * one to release it when nobody waits; a thread that finds it held sleeps
- * in the kernel, as in a pthread mutex, never spins.  It is used exactly
- * like the mutex it replaces (same holders, same holds), and
- * -DPROC_APR_LOCK builds the APR version for comparison or other systems.
- *
- * The watchdog sleeps on a second futex word, a counter that whoever
- * wakes it bumps under the lock: it reads the counter under the lock
- * before releasing it, and FUTEX_WAIT returns at once if the counter has
- * moved since, so no wake-up is lost between the release and the wait.
+ * One APR mutex guards the deadline heap, the records' [lock] fields and
+ * the descriptor ring; the watchdog sleeps on a condition variable with
+ * it.  Race detectors (helgrind, drd) understand both, so the very module
+ * administrators install can be checked.  Nothing logs while holding it:
+ * a blocking error log (a pipe, syslog) would stall every arm and disarm.
  */
-
-#ifdef PROC_FUTEX_LOCK
-
-static long proc_futex(int *word, int op, int val,
-                       const struct timespec *timeout)
-{
-    return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
-}
-
-static int proc_lock_create(apr_pool_t *pchild)
-{
-    proc_wd.lock = 0;
-    proc_wd.wake_seq = 0;
-    PROC_LOCK_CREATED(&proc_wd.lock);
-    PROC_IGNORE_WORD(&proc_wd.wake_seq);
-    return 1;
-}
-
-/* The lock was held: mark it "waited for" (2) and sleep until it is
- * released, until taking it finds it free. */
-static PROC_NOINLINE void proc_lock_contended(int seen)
-{
-    if (seen != 2) {
-        seen = __atomic_exchange_n(&proc_wd.lock, 2, __ATOMIC_ACQUIRE);
-    }
-    while (seen != 0) {
-        proc_futex(&proc_wd.lock, FUTEX_WAIT_PRIVATE, 2, NULL);
-        seen = __atomic_exchange_n(&proc_wd.lock, 2, __ATOMIC_ACQUIRE);
-    }
-}
-
-/* (The __sync compare-and-swap returns the old value: no local whose
- * address is taken, which would give every caller a stack canary.) */
-static void proc_lock(void)
-{
-    int seen;
-
-    PROC_LOCK_ACQUIRING(&proc_wd.lock);
-    seen = __sync_val_compare_and_swap(&proc_wd.lock, 0, 1);
-    if (seen != 0) {
-        proc_lock_contended(seen);
-    }
-    PROC_LOCK_ACQUIRED(&proc_wd.lock);
-}
-
-static int proc_trylock(void)
-{
-    if (__sync_val_compare_and_swap(&proc_wd.lock, 0, 1) != 0) {
-        return 0;
-    }
-    PROC_LOCK_ACQUIRED(&proc_wd.lock);
-    return 1;
-}
-
-static void proc_unlock(void)
-{
-    PROC_LOCK_RELEASING(&proc_wd.lock);
-    if (__atomic_exchange_n(&proc_wd.lock, 0, __ATOMIC_RELEASE) == 2) {
-        proc_futex(&proc_wd.lock, FUTEX_WAKE_PRIVATE, 1, NULL);
-    }
-    PROC_LOCK_RELEASED(&proc_wd.lock);
-}
-
-/* Watchdog thread, lock held: releases it, sleeps until `until` (or a
- * wake-up; PROC_NEVER: no time limit), takes it again. */
-static void proc_wd_sleep(apr_time_t until, apr_time_t now)
-{
-    int seq = (int)proc_wd.wake_seq;
-    struct timespec ts, *timeout = NULL;
-
-    if (until != PROC_NEVER) {
-        apr_interval_time_t d = until > now ? until - now : 0;
-        ts.tv_sec = (time_t)apr_time_sec(d);
-        ts.tv_nsec = (long)apr_time_usec(d) * 1000;
-        timeout = &ts;
-    }
-    proc_unlock();
-    proc_futex((int *)&proc_wd.wake_seq, FUTEX_WAIT_PRIVATE, seq, timeout);
-    proc_lock();
-}
-
-/* Lock held: make the watchdog look at the heap again, as soon as the
- * caller calls proc_wd_wake_after_unlock() (so that the thread is not
- * woken straight into a lock that is still held). */
-static void proc_wd_wake(void)
-{
-    proc_wd.wake_seq++;
-}
-
-static void proc_wd_wake_after_unlock(void)
-{
-    proc_futex((int *)&proc_wd.wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL);
-}
-
-#else /* APR's mutex and condition variable */
-
-static int proc_lock_create(apr_pool_t *pchild)
-{
-    return apr_thread_mutex_create(&proc_wd.mutex, APR_THREAD_MUTEX_DEFAULT,
-                                   pchild) == APR_SUCCESS
-           && apr_thread_cond_create(&proc_wd.wakeup, pchild) == APR_SUCCESS;
-}
 
 static void proc_lock(void)
 {
     apr_thread_mutex_lock(proc_wd.mutex);
-}
-
-static int proc_trylock(void)
-{
-    return apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS;
 }
 
 static void proc_unlock(void)
@@ -406,58 +307,26 @@ static void proc_unlock(void)
     apr_thread_mutex_unlock(proc_wd.mutex);
 }
 
-static void proc_wd_sleep(apr_time_t until, apr_time_t now)
-{
-    if (until == PROC_NEVER) {
-        apr_thread_cond_wait(proc_wd.wakeup, proc_wd.mutex);
-    }
-    else {
-        apr_thread_cond_timedwait(proc_wd.wakeup, proc_wd.mutex,
-                                  until > now ? until - now : 0);
-    }
-}
-
+/* Lock held: make the watchdog look at the heap again. */
 static void proc_wd_wake(void)
 {
     apr_thread_cond_signal(proc_wd.wakeup);
 }
 
-static void proc_wd_wake_after_unlock(void)
+/* Takes the lock while a child stops, giving up after about a second:
+ * prefork stops in its SIGTERM handler, on the thread the signal
+ * interrupted, which may hold the lock. */
+static int proc_lock_for_exit(void)
 {
-}
+    apr_time_t waited;
 
-#endif
-
-/* ------------------------------------------------------------------ */
-/* Configuration values in effect                                     */
-
-/* Fills in cfg's eff_* fields from what it sets and the defaults (config
- * time only: after a setter, and for a merged record). */
-static void proc_cfg_resolve(proc_dir_cfg *cfg)
-{
-    cfg->eff_interval = cfg->interval == UNSET ? PROC_DEFAULT_INTERVAL
-                                               : cfg->interval;
-    cfg->eff_delay = cfg->delay == UNSET ? cfg->eff_interval : cfg->delay;
-    cfg->eff_max_count = cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT
-                                                 : cfg->max_count;
-    cfg->eff_max_time = cfg->max_time == UNSET ? 0 : cfg->max_time;
-}
-
-/* Adds to one of the counters (any thread).  With GCC or clang one
- * instruction; apr_atomic_add64/sub64 would be a call each. */
-static void proc_count(volatile apr_uint64_t *counter, int delta)
-{
-#if defined(__GNUC__)
-    __atomic_add_fetch(counter, (apr_uint64_t)(apr_int64_t)delta,
-                       __ATOMIC_RELAXED);
-#else
-    if (delta > 0) {
-        apr_atomic_add64(counter, (apr_uint64_t)delta);
+    for (waited = 0; waited < PROC_EXIT_WAIT; waited += PROC_EXIT_POLL) {
+        if (apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS) {
+            return 1;
+        }
+        apr_sleep(PROC_EXIT_POLL);
     }
-    else {
-        apr_atomic_sub64(counter, (apr_uint64_t)-delta);
-    }
-#endif
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -470,8 +339,7 @@ static void proc_heap_place(apr_size_t i, proc_heap_entry entry)
 }
 
 /* The sifts move a hole at i, with the entry to place in hand, until the
- * entry fits there: each step moves one entry and writes its record's
- * heap_idx; no record is read. */
+ * entry fits there. */
 static void proc_heap_sift_up(apr_size_t i, proc_heap_entry entry)
 {
     while (i > 0) {
@@ -559,29 +427,60 @@ static void proc_heap_remove(proc_conn *pc)
     }
 }
 
+/* Empties the heap: no record is queued afterwards. */
+static void proc_heap_clear(void)
+{
+    apr_size_t i;
+
+    for (i = 0; i < proc_wd.heap_len; i++) {
+        proc_wd.heap[i].pc->heap_idx = PROC_NOT_QUEUED;
+    }
+    proc_wd.heap_len = 0;
+}
+
 /* ------------------------------------------------------------------ */
-/* Watchdog thread: everything here runs on it, with the lock held.   */
-/* It reads and writes only proc_wd, the [lock] and [arm] fields of   */
-/* records, the socket fd and (TLS) the SSL with a private BIO.       */
+/* Watchdog thread                                                    */
+/*
+ * Everything in this part runs on the watchdog thread, and all of it but
+ * proc_wd_main's logging with the lock held.  It reads and writes only
+ * proc_wd, the [lock] and [arm] fields of the records, its own duplicate
+ * descriptors, its own pool, bucket allocator and shadow request, and, for
+ * TLS, the connection's SSL with a private BIO while the record is armed
+ * and not paused (the worker runs no OpenSSL code on it then: the gates
+ * disarm before mod_ssl's filters run, and a subrequest or redirect pauses
+ * the record before mod_ssl's hooks run).  It logs only with ap_log_error
+ * on a server_rec, after releasing the lock.
+ */
+
+/* Whether OpenSSL would send only application data on the next
+ * SSL_write: not while it owes the peer handshake messages (a
+ * renegotiation or post-handshake authentication under way, a KeyUpdate
+ * the client requested), which would run mod_ssl's callbacks here. */
+static int proc_wd_tls_idle(SSL *ssl)
+{
+    return SSL_get_shutdown(ssl) == 0 && !SSL_in_init(ssl)
+#ifdef SSL_KEY_UPDATE_NONE
+           && SSL_get_key_update_type(ssl) == SSL_KEY_UPDATE_NONE
+#endif
+           ;
+}
 
 /* Appends the clear-text bytes of an interim response to pc->pending,
  * encrypted as one TLS record when the connection is TLS.  Returns 0 when
  * the bytes cannot be produced; the record is then dead. */
 static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
 {
+    apr_size_t room = sizeof(pc->pending) - pc->pending_len;
     BIO *saved;
     int n, out;
 
     if (!pc->ssl) {
-        if (len > sizeof(pc->pending) - pc->pending_len) {
+        if (len > room) {
             return 0;
         }
         memcpy(pc->pending + pc->pending_len, data, len);
         pc->pending_len += len;
         return 1;
-    }
-    if (SSL_get_shutdown(pc->ssl) != 0) {
-        return 0;
     }
 
     /* Swap mod_ssl's write BIO for our memory BIO just for this SSL_write.
@@ -594,37 +493,23 @@ static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
     n = SSL_write(pc->ssl, data, (int)len);
     SSL_set0_wbio(pc->ssl, saved);
 
-    if (n != (int)len) {
+    if (n != (int)len || (apr_size_t)BIO_ctrl_pending(proc_wd.tls_out) > room) {
+        /* The TLS stream may now be out of step: the connection cannot be
+         * saved, and no more 102s go to it. */
         ERR_clear_error();
         (void)BIO_reset(proc_wd.tls_out);
         return 0;
     }
-    if ((apr_size_t)BIO_ctrl_pending(proc_wd.tls_out)
-        > sizeof(pc->pending) - pc->pending_len) {
-        /* Cannot happen for a 28-byte record; if it did, the TLS stream is
-         * now out of step and the connection cannot be saved. */
-        (void)BIO_reset(proc_wd.tls_out);
-        return 0;
-    }
-    out = BIO_read(proc_wd.tls_out, pc->pending + pc->pending_len,
-                   (int)(sizeof(pc->pending) - pc->pending_len));
+    out = BIO_read(proc_wd.tls_out, pc->pending + pc->pending_len, (int)room);
     if (out > 0) {
         pc->pending_len += out;
     }
     return 1;
 }
 
-/* Builds one 102 for pc into pc->pending: the bytes httpd formatted at
- * child start, encrypted for TLS. */
-static void proc_wd_emit_interim(proc_conn *pc)
-{
-    if (!proc_wd_encode(pc, proc_wd.interim, proc_wd.interim_len)) {
-        pc->dead = 1;
-    }
-}
-
-/* Writes what it can of pc->pending without blocking. */
-static void proc_wd_flush_pending(proc_conn *pc)
+/* Writes what it can of pc->pending without blocking, on the watchdog's
+ * own descriptor.  ev says what happened, for the log. */
+static void proc_wd_send_pending(proc_conn *pc, proc_wd_event *ev)
 {
     while (pc->pending_off < pc->pending_len) {
         ssize_t n = send(pc->fd, pc->pending + pc->pending_off,
@@ -638,31 +523,62 @@ static void proc_wd_flush_pending(proc_conn *pc)
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            /* Clear text not yet started is simply skipped this tick; TLS
-             * bytes already advanced the record sequence and must go out
-             * later (next tick, or the gate). */
-            if (!pc->ssl && pc->pending_off == 0) {
-                pc->pending_len = 0;
-            }
-            ap_log_error(APLOG_MARK, APLOG_TRACE2, 0, pc->s,
-                         "102 for connection %ld request %s would block; "
-                         "retrying next tick", pc->conn_id, pc->log_id);
+            ev->level = APLOG_TRACE2;
+            ev->what = "would block; retrying next tick";
             return;
         }
         pc->dead = 1;
         /* A client that went away is normal: never an error-level line. */
-        ap_log_error(APLOG_MARK, APLOG_TRACE1, errno, pc->s,
-                     "102 for connection %ld request %s not sent; "
-                     "no more for this request", pc->conn_id, pc->log_id);
+        ev->level = APLOG_TRACE1;
+        ev->status = n < 0 ? errno : APR_EOF;
+        ev->what = "not sent; no more for this request";
         return;
     }
-    if (pc->pending_len > 0) {
-        pc->sent++;
-        pc->pending_off = pc->pending_len = 0;
-        proc_count(&proc_counters->sent_total, 1);
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, pc->s,
-                     "sent 102 Processing #%d on connection %ld, request %s",
-                     pc->sent, pc->conn_id, pc->log_id);
+}
+
+/* The shadow connection's only output filter: what
+ * ap_send_interim_response() wrote, encoded for the record being served
+ * (proc_wd.sending) and sent without blocking. */
+static apr_status_t proc_wd_writer(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    proc_conn *pc = proc_wd.sending;
+    char buf[PROC_INTERIM_MAX];
+    apr_size_t len = sizeof(buf);
+    apr_off_t total = 0;
+    apr_status_t rv;
+
+    rv = apr_brigade_length(bb, 1, &total);
+    if (rv == APR_SUCCESS && total > 0) {
+        rv = total <= (apr_off_t)len ? apr_brigade_flatten(bb, buf, &len)
+                                     : APR_ENOSPC;
+        if (rv == APR_SUCCESS && !proc_wd_encode(pc, buf, len)) {
+            rv = APR_EGENERAL;
+        }
+    }
+    apr_brigade_cleanup(bb);
+    if (rv != APR_SUCCESS) {
+        pc->dead = 1;
+    }
+    return rv;
+}
+
+/* Puts one 102 for pc into pc->pending and sends what it can: httpd's own
+ * ap_send_interim_response() on the shadow request, or, if the shadow
+ * could not be made, the same bytes written here. */
+static void proc_wd_send_interim(proc_conn *pc, proc_wd_event *ev)
+{
+    if (proc_wd.shadow) {
+        proc_wd.sending = pc;
+        ap_send_interim_response(proc_wd.shadow, 0);
+        proc_wd.sending = NULL;
+        apr_pool_clear(proc_wd.send_pool);
+    }
+    else if (!proc_wd_encode(pc, PROC_INTERIM_BYTES,
+                             sizeof(PROC_INTERIM_BYTES) - 1)) {
+        pc->dead = 1;
+    }
+    if (!pc->dead) {
+        proc_wd_send_pending(pc, ev);
     }
 }
 
@@ -674,18 +590,37 @@ static int proc_wd_limits_reached(const proc_conn *pc)
 }
 
 /* One due record: finish or start a 102, then requeue it or let it go. */
-static void proc_wd_service(proc_conn *pc, apr_time_t now)
+static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
 {
-    if (pc->pending_len == 0) {
-        if (proc_wd_limits_reached(pc)) {
-            proc_heap_remove(pc);
-            return;
+    if (pc->pending_len > 0) {
+        proc_wd_send_pending(pc, ev);
+    }
+    else if (proc_wd_limits_reached(pc)) {
+        proc_heap_remove(pc);
+        return;
+    }
+    else if (pc->ssl && !proc_wd_tls_idle(pc->ssl)) {
+        ev->level = APLOG_TRACE2;
+        ev->what = "skipped: TLS handshake messages pending";
+    }
+    else {
+        proc_wd_send_interim(pc, ev);
+        /* Clear text not sent at all is simply skipped this tick; TLS
+         * bytes already advanced the record sequence and must go out
+         * (next tick, or the gate). */
+        if (!pc->ssl && pc->pending_off == 0) {
+            pc->pending_len = 0;
         }
-        proc_wd_emit_interim(pc);
     }
-    if (!pc->dead) {
-        proc_wd_flush_pending(pc);
+    if (!pc->dead && pc->pending_len > 0
+        && pc->pending_off == pc->pending_len) {
+        pc->sent++;
+        pc->pending_off = pc->pending_len = 0;
+        apr_atomic_inc32(&proc_counters->sent_total);
+        ev->level = APLOG_DEBUG;
+        ev->what = "sent 102 Processing";
     }
+    ev->count = pc->sent;
 
     /* Next tick on the schedule (armed + delay + k * interval), skipping
      * ticks missed while the machine was busy. */
@@ -696,7 +631,7 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now)
     if (pc->dead) {
         pc->pending_len = pc->pending_off = 0;
         proc_heap_remove(pc);
-        proc_count(&proc_counters->failed_total, 1);
+        apr_atomic_inc32(&proc_counters->failed_total);
     }
     else if (pc->pending_len == 0 && proc_wd_limits_reached(pc)) {
         proc_heap_remove(pc);
@@ -712,13 +647,19 @@ static apr_time_t proc_wd_wake_slot(apr_time_t t)
     return (t + PROC_WAKE_GRID - 1) / PROC_WAKE_GRID * PROC_WAKE_GRID;
 }
 
-/* Whether the earliest record gets its 102 in this wake-up: when it is
+/* The earliest record, if it gets its 102 in this wake-up: when it is
  * due, or when it is a repeat 102 due before the end of this slot. */
-static int proc_wd_may_serve(const proc_heap_entry *first, apr_time_t now,
-                             apr_time_t slot_end)
+static proc_conn *proc_wd_next_due(apr_time_t now, apr_time_t slot_end)
 {
-    return first->due <= now
-           || (first->due <= slot_end && first->pc->sent > 0);
+    const proc_heap_entry *first = proc_wd.heap;
+
+    if (proc_wd.heap_len == 0) {
+        return NULL;
+    }
+    if (first->due <= now || (first->due <= slot_end && first->pc->sent > 0)) {
+        return first->pc;
+    }
+    return NULL;
 }
 
 /* What to sleep toward: the earliest due time or, with nothing queued,
@@ -736,108 +677,63 @@ static apr_time_t proc_wd_next_wake(apr_time_t now)
                                  : PROC_NEVER;
 }
 
+/* Lock held: sleeps until `until` or a wake-up. */
+static void proc_wd_sleep(apr_time_t until, apr_time_t now)
+{
+    proc_wd.sleep_until = until;
+    if (until == PROC_NEVER) {
+        apr_thread_cond_wait(proc_wd.wakeup, proc_wd.mutex);
+    }
+    else {
+        apr_thread_cond_timedwait(proc_wd.wakeup, proc_wd.mutex,
+                                  until > now ? until - now : 0);
+    }
+    proc_wd.sleep_until = 0;
+}
+
+/* The event's log line, without the lock. */
+static void proc_wd_log(const proc_wd_event *ev)
+{
+    ap_log_error(APLOG_MARK, ev->level, ev->status, ev->s,
+                 "%s (#%d) on connection %ld, request %s", ev->what,
+                 ev->count, ev->conn_id, ev->log_id);
+}
+
 static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
 {
     proc_lock();
     while (proc_wd.running) {
         apr_time_t now = apr_time_now();
-        apr_time_t slot_end = proc_wd_wake_slot(now);
+        proc_conn *pc = proc_wd_next_due(now, proc_wd_wake_slot(now));
+        proc_wd_event ev;
 
-        while (proc_wd.heap_len > 0
-               && proc_wd_may_serve(&proc_wd.heap[0], now, slot_end)) {
-            proc_wd_service(proc_wd.heap[0].pc, now);
+        if (!pc) {
+            proc_wd_sleep(proc_wd_next_wake(now), now);
+            continue;
         }
-        proc_wd.sleep_until = proc_wd_next_wake(now);
-        proc_wd_sleep(proc_wd.sleep_until, now);
-        proc_wd.sleep_until = 0;
+        ev.level = 0;
+        ev.status = APR_SUCCESS;
+        proc_wd_service(pc, now, &ev);
+        if (ev.level && APLOG_IS_LEVEL(pc->s, ev.level)) {
+            ev.s = pc->s;
+            ev.conn_id = pc->conn_id;
+            memcpy(ev.log_id, pc->log_id, sizeof(ev.log_id));
+            proc_unlock();
+            proc_wd_log(&ev);
+            proc_lock();
+        }
     }
     proc_unlock();
+    apr_atomic_set32(&proc_wd.exited, 1);
     return NULL;
 }
 
 /* ------------------------------------------------------------------ */
 /* Watchdog lifecycle (child process)                                 */
 
-/* The only output filter of the shadow connection below: keeps what
- * ap_send_interim_response() writes as the child's 102 bytes. */
-static apr_status_t proc_capture_filter(ap_filter_t *f,
-                                        apr_bucket_brigade *bb)
-{
-    apr_size_t len = sizeof(proc_wd.interim) - proc_wd.interim_len;
-    apr_status_t rv;
-
-    rv = apr_brigade_flatten(bb, proc_wd.interim + proc_wd.interim_len, &len);
-    apr_brigade_cleanup(bb);
-    if (rv == APR_SUCCESS) {
-        proc_wd.interim_len += len;
-    }
-    return rv;
-}
-
-/* What was captured is a whole 102: its status line's start, the blank
- * line that ends it, and not cut short by the buffer. */
-static int proc_interim_is_valid(void)
-{
-    static const char head[] = "HTTP/1.1 102 ";
-    static const char blank_line[] = "\r\n\r\n";
-    apr_size_t len = proc_wd.interim_len;
-
-    return len >= sizeof(head) - 1 + sizeof(blank_line) - 1
-           && len < sizeof(proc_wd.interim)
-           && !memcmp(proc_wd.interim, head, sizeof(head) - 1)
-           && !memcmp(proc_wd.interim + len - (sizeof(blank_line) - 1),
-                      blank_line, sizeof(blank_line) - 1);
-}
-
-/* The bytes of a 102, formatted by httpd itself once per child (at child
- * start, before any thread of ours exists): ap_send_interim_response() on
- * a shadow request, in a pool of its own, whose connection's only output
- * filter keeps what it writes.  Its output depends only on the status and
- * on the protocol (HTTP/1.1: older clients are never armed), so each 102
- * is a copy of these bytes and the watchdog runs no httpd code per 102:
- * per 102 it saves ~1,000 instructions and every pool, bucket and filter
- * call (bench/tickcost.py).  The constant bytes if that fails. */
-static void proc_format_interim(apr_pool_t *pchild, server_rec *s)
-{
-    apr_pool_t *p;
-    conn_rec *c;
-    request_rec *r;
-    ap_filter_t *capture;
-
-    proc_wd.interim_len = 0;
-    if (apr_pool_create(&p, pchild) == APR_SUCCESS) {
-        c = apr_pcalloc(p, sizeof(*c));
-        c->pool = p;
-        c->base_server = s;
-        c->bucket_alloc = apr_bucket_alloc_create(p);
-        capture = apr_pcalloc(p, sizeof(*capture));
-        capture->frec = proc_capture_handle;
-        capture->c = c;
-        c->output_filters = capture;
-
-        r = apr_pcalloc(p, sizeof(*r));
-        r->pool = p;
-        r->connection = c;
-        r->server = s;
-        r->proto_num = HTTP_VERSION(1, 1);
-        r->status = HTTP_PROCESSING;
-        r->status_line = "102 Processing";
-        r->headers_out = apr_table_make(p, 1);
-        ap_send_interim_response(r, 0);
-        apr_pool_destroy(p);
-    }
-    if (!proc_interim_is_valid()) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "cannot capture "
-                     "httpd's 102 Processing; sending constant bytes");
-        memcpy(proc_wd.interim, PROC_INTERIM_BYTES,
-               sizeof(PROC_INTERIM_BYTES) - 1);
-        proc_wd.interim_len = sizeof(PROC_INTERIM_BYTES) - 1;
-    }
-}
-
-/* The watchdog's own pool, on an allocator no other thread uses, for the
- * thread itself: the worker that starts the thread allocates from it
- * once, before the thread exists. */
+/* The watchdog's own pool, on an allocator no other thread uses: the
+ * worker that starts the thread allocates from it once, before the thread
+ * exists, and then only the thread does. */
 static apr_status_t proc_wd_make_pool(void)
 {
     apr_allocator_t *allocator;
@@ -857,53 +753,76 @@ static apr_status_t proc_wd_make_pool(void)
     return APR_SUCCESS;
 }
 
+/* The shadow request the watchdog sends every 102 on, made by the worker
+ * that starts the thread, before it exists: a request_rec with status
+ * 102, no main request and empty headers_out, whose pool is the thread's
+ * own (cleared after each send), on a conn_rec with the thread's own
+ * bucket allocator and the transport writer as its only output filter.
+ * httpd formats the 102 and applies its own rules to it.  (If a pool
+ * cannot be made, shadow stays NULL and the watchdog writes the bytes.) */
+static void proc_wd_make_shadow(void)
+{
+    apr_pool_t *p = proc_wd.pool;
+    conn_rec *c;
+    request_rec *r;
+    ap_filter_t *writer;
+
+    if (apr_pool_create(&proc_wd.send_pool, p) != APR_SUCCESS) {
+        return;
+    }
+    c = apr_pcalloc(p, sizeof(*c));
+    c->pool = p;
+    c->base_server = proc_wd.s;
+    c->bucket_alloc = apr_bucket_alloc_create(p);
+    writer = apr_pcalloc(p, sizeof(*writer));
+    writer->frec = proc_writer_handle;
+    writer->c = c;
+    c->output_filters = writer;
+
+    r = apr_pcalloc(p, sizeof(*r));
+    r->pool = proc_wd.send_pool;
+    r->connection = c;
+    r->server = proc_wd.s;
+    r->proto_num = HTTP_VERSION(1, 1);
+    r->status = HTTP_PROCESSING;
+    r->status_line = "102 Processing";
+    r->headers_out = apr_table_make(p, 1);
+    proc_wd.shadow = r;
+}
+
 /* Starts the watchdog thread on the first arm (caller holds the lock):
  * a child that never arms a request has no extra thread, so prefork
- * children stay single-threaded (which also keeps glibc's system calls on
- * their fast path) and an idle server has nothing to wake. */
-static PROC_NOINLINE int proc_wd_start(request_rec *r)
+ * children stay single-threaded and an idle server has nothing to wake.
+ * Returns the status to log (after the lock is released). */
+static apr_status_t proc_wd_start(void)
 {
+    apr_threadattr_t *attr;
     sigset_t all, saved;
     apr_status_t rv;
 
-    if (proc_wd.closing || proc_wd.start_failed) {
-        return 0;
+    proc_wd_make_shadow();
+    rv = apr_threadattr_create(&attr, proc_wd.pool);
+    if (rv == APR_SUCCESS && ap_thread_stacksize != 0) {
+        /* ThreadStackSize applies to our thread as to the MPM's. */
+        rv = apr_threadattr_stacksize_set(attr, ap_thread_stacksize);
     }
-    proc_wd.running = 1;
-    /* Signals reach a process on any thread that does not block them, and
-     * prefork children exit from their SIGTERM handler: the watchdog must
-     * never run one.  It inherits this mask from its first instruction. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &saved);
-    rv = ap_thread_create(&proc_wd.thread, NULL, proc_wd_main, NULL,
-                          proc_wd.pool);
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (rv == APR_SUCCESS) {
+        proc_wd.running = 1;
+        /* Signals reach a process on any thread that does not block them,
+         * and prefork children exit from their SIGTERM handler: the
+         * watchdog must never run one.  It inherits this mask. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &saved);
+        rv = apr_thread_create(&proc_wd.thread, attr, proc_wd_main, NULL,
+                               proc_wd.pool);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    }
     if (rv != APR_SUCCESS) {
         proc_wd.running = 0;
         proc_wd.thread = NULL;
         proc_wd.start_failed = 1;
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot start the "
-                      "watchdog thread; no 102 Processing in this child");
-        return 0;
     }
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "watchdog thread started");
-    return 1;
-}
-
-/* Takes the lock at child exit, giving up after about a second.  prefork
- * runs the child pool's cleanups inside its SIGTERM handler, on the worker
- * thread, which may have been interrupted while holding the lock. */
-static int proc_wd_lock_for_exit(void)
-{
-    int i;
-
-    for (i = 0; i < 200; i++) {
-        if (proc_trylock()) {
-            return 1;
-        }
-        apr_sleep(apr_time_from_msec(5));
-    }
-    return 0;
+    return rv;
 }
 
 /* Requests still armed when the child exits (a hard stop interrupts their
@@ -912,47 +831,96 @@ static int proc_wd_lock_for_exit(void)
 static void proc_wd_release_counters(void)
 {
     if (proc_wd.armed_here > 0) {
-        apr_atomic_sub64(&proc_counters->armed_now, proc_wd.armed_here);
+        apr_atomic_sub32(&proc_counters->armed_now, proc_wd.armed_here);
         proc_wd.armed_here = 0;
     }
 }
 
+/* Lock held: closes every duplicate descriptor, so that each connection
+ * closes when httpd closes its socket, as without the module. */
+static void proc_close_duplicates(void)
+{
+    while (!APR_RING_EMPTY(&proc_wd.conns, proc_conn, link)) {
+        proc_conn *pc = APR_RING_FIRST(&proc_wd.conns);
+        APR_RING_REMOVE(pc, link);
+        close(pc->fd);
+        pc->fd = -1;
+        pc->dead = 1;
+    }
+}
+
+/* Lock held: no more 102s from this child, and no new arm. */
+static void proc_wd_shut(void)
+{
+    proc_wd.closing = 1;
+    proc_wd.running = 0;
+    proc_heap_clear();
+    proc_close_duplicates();
+    proc_wd_wake();
+}
+
+#ifdef PROC_HAS_CHILD_STOPPING
+/* An ungraceful stop or restart: event and worker close the sockets of
+ * connections whose handlers still run (close_worker_sockets()); our
+ * duplicates would keep those connections open.  A graceful stop lets
+ * the handlers finish, with their 102s. */
+static void proc_child_stopping(apr_pool_t *pchild, int graceful)
+{
+    if (graceful || !proc_wd.ready || proc_wd.stopped) {
+        return;
+    }
+    if (proc_lock_for_exit()) {
+        proc_wd_shut();
+        proc_unlock();
+    }
+}
+#endif
+
+/* Waits (at most PROC_EXIT_WAIT) for the watchdog thread to return. */
+static int proc_wd_wait_exit(void)
+{
+    apr_time_t waited;
+
+    for (waited = 0; waited < PROC_EXIT_WAIT; waited += PROC_EXIT_POLL) {
+        if (apr_atomic_read32(&proc_wd.exited)) {
+            return 1;
+        }
+        apr_sleep(PROC_EXIT_POLL);
+    }
+    return 0;
+}
+
 /* Pre-cleanup of the child pool: it runs after the MPM's workers have
  * finished (so long requests keep their 102s through a graceful restart or
- * stop) and before any sub-pool holding records is destroyed. */
+ * stop) and before any sub-pool holding records is destroyed.
+ *
+ * prefork runs it inside its SIGTERM handler, on the thread the signal
+ * interrupted: that thread may hold the lock, or may have been stopped
+ * between releasing it and waking the watchdog that waits for it, which
+ * then never wakes.  So the lock is only tried and the thread only waited
+ * for, each for about a second; a watchdog that does not return is left to
+ * the process's exit, with everything it could touch. */
 static apr_status_t proc_wd_stop(void *data)
 {
     apr_status_t rv;
-    apr_size_t i;
+    int locked = proc_lock_for_exit();
 
-    if (!proc_wd_lock_for_exit()) {
-        /* Our own interrupted code holds the lock, so the watchdog can
-         * never take it again and touches nothing more; the process exits
-         * right after this cleanup. */
-        proc_wd.stopped = 1;
-        proc_wd_release_counters();
+    if (locked) {
+        proc_wd_shut();
+        proc_unlock();
+    }
+    proc_wd.stopped = 1;
+    proc_wd_release_counters();
+    if (!locked || (proc_wd.thread && !proc_wd_wait_exit())) {
         return APR_SUCCESS;
     }
-    proc_wd.closing = 1;
-    proc_wd.running = 0;
-    proc_wd_wake();
-    proc_unlock();
-    proc_wd_wake_after_unlock();
     if (proc_wd.thread) {
         apr_thread_join(&rv, proc_wd.thread);
         proc_wd.thread = NULL;
     }
-
-    /* Requests may still be armed (prefork's SIGTERM interrupts a handler;
-     * its request pool is destroyed after this): let them go. */
-    for (i = 0; i < proc_wd.heap_len; i++) {
-        proc_wd.heap[i].pc->heap_idx = PROC_NOT_QUEUED;
-    }
-    proc_wd.stopped = 1;
-    proc_wd_release_counters();
     free(proc_wd.heap);
     proc_wd.heap = NULL;
-    proc_wd.heap_len = proc_wd.heap_cap = 0;
+    proc_wd.heap_cap = 0;
     BIO_free(proc_wd.tls_out);
     proc_wd.tls_out = NULL;
     apr_pool_destroy(proc_wd.pool);
@@ -965,7 +933,17 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
     apr_status_t rv;
 
     memset(&proc_wd, 0, sizeof(proc_wd));
-    rv = proc_lock_create(pchild) ? proc_wd_make_pool() : APR_ENOMEM;
+    APR_RING_INIT(&proc_wd.conns, proc_conn, link);
+    proc_wd.s = s;
+    proc_wd.sleep_until = PROC_NEVER;
+    rv = apr_thread_mutex_create(&proc_wd.mutex, APR_THREAD_MUTEX_DEFAULT,
+                                 pchild);
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_cond_create(&proc_wd.wakeup, pchild);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = proc_wd_make_pool();
+    }
     if (rv == APR_SUCCESS && !(proc_wd.tls_out = BIO_new(BIO_s_mem()))) {
         rv = APR_ENOMEM;
     }
@@ -974,14 +952,12 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
                      "watchdog; no 102 Processing will be sent");
         return;
     }
-    proc_format_interim(pchild, s);
-    proc_wd.sleep_until = PROC_NEVER;
     proc_wd.ready = 1;
     apr_pool_pre_cleanup_register(pchild, NULL, proc_wd_stop);
 }
 
 /* ------------------------------------------------------------------ */
-/* Worker side: arm and disarm                                        */
+/* Worker side: arm, pause and disarm                                 */
 
 static apr_status_t proc_conn_cleanup(void *data);
 
@@ -990,8 +966,8 @@ static proc_conn *proc_conn_get(conn_rec *c)
     proc_conn *pc = ap_get_module_config(c->conn_config, &processing_module);
 
     if (!pc) {
-        pc = apr_palloc(c->pool, sizeof(*pc));
-        memset(pc, 0, APR_OFFSETOF(proc_conn, pending));
+        pc = apr_pcalloc(c->pool, sizeof(*pc));
+        APR_RING_ELEM_INIT(pc, link);
         pc->heap_idx = PROC_NOT_QUEUED;
         pc->c = c;
         pc->fd = -1;
@@ -1005,9 +981,8 @@ static proc_conn *proc_conn_get(conn_rec *c)
 /* Writes the remainder of a 102 the watchdog could not finish, blocking
  * (with the connection's Timeout) in the worker thread, before any other
  * byte of the connection. */
-static PROC_NOINLINE void proc_write_remainder(proc_conn *pc,
-                                               const unsigned char *buf,
-                                               apr_size_t len)
+static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
+                                 apr_size_t len)
 {
     apr_socket_t *sock = ap_get_conn_socket(pc->c);
 
@@ -1022,24 +997,28 @@ static PROC_NOINLINE void proc_write_remainder(proc_conn *pc,
             return;
         }
     }
+    apr_atomic_inc32(&proc_counters->sent_total);
+}
+
+/* Lock held, pc out of the heap: hands the unsent part of a 102 to the
+ * caller, who writes it once the lock is released.  The watchdog does not
+ * look at pc->pending again before the record is queued again. */
+static apr_size_t proc_take_remainder(proc_conn *pc, apr_size_t *off)
+{
+    apr_size_t len = pc->pending_len - pc->pending_off;
+
+    *off = pc->pending_off;
+    pc->pending_len = pc->pending_off = 0;
+    return len;
 }
 
 /* processing-sent for %{processing-sent}n.  mod_log_config may log the
- * last request of an internal redirect chain, so every one gets it.  A
- * note the handler has not set yet is appended without the search that
- * apr_table_setn() makes (a third of this function's cost per request). */
-static void proc_set_sent_note(proc_conn *pc, int sent)
+ * last request of an internal redirect chain, so every one gets it. */
+static void proc_set_sent_note(request_rec *r, int sent)
 {
-    request_rec *r = pc->r;
-    const char *val = sent ? apr_itoa(r->pool, sent) : "0";
+    const char *val = apr_itoa(r->pool, sent);
 
-    if (pc->note_set) {
-        apr_table_setn(r->notes, "processing-sent", val);
-    }
-    else {
-        apr_table_addn(r->notes, "processing-sent", val);
-    }
-    for (r = r->next; r; r = r->next) {
+    for (; r; r = r->next) {
         apr_table_setn(r->notes, "processing-sent", val);
     }
 }
@@ -1061,24 +1040,21 @@ static void proc_disarm(proc_conn *pc, const char *why)
     }
     proc_lock();
     pc->armed = 0;
+    pc->paused = 0;
     proc_heap_remove(pc);
-    /* From here the watchdog never looks at pc, so the unsent remainder
-     * can be written from pc->pending after the lock is released: the
-     * buffer is used again only by this connection's next arm. */
-    rest_off = pc->pending_off;
-    rest_len = pc->pending_len - rest_off;
-    pc->pending_len = pc->pending_off = 0;
-    sent = pc->sent + (rest_len > 0);
+    rest_len = proc_take_remainder(pc, &rest_off);
+    sent = pc->sent;
     proc_wd.armed_here--;
     proc_unlock();
 
-    proc_count(&proc_counters->armed_now, -1);
+    apr_atomic_dec32(&proc_counters->armed_now);
     if (rest_len > 0) {
+        /* The buffer is used again only by this connection's next arm. */
         proc_write_remainder(pc, pc->pending + rest_off, rest_len);
-        proc_count(&proc_counters->sent_total, 1);
+        sent++;
     }
     if (pc->r) {
-        proc_set_sent_note(pc, sent);
+        proc_set_sent_note(pc->r, sent);
         if (pc->log_debug) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, pc->r,
                           "disarmed (%s) after %d 102 Processing, "
@@ -1090,34 +1066,30 @@ static void proc_disarm(proc_conn *pc, const char *why)
     }
 }
 
-static PROC_NOINLINE apr_status_t proc_gate_out_armed(ap_filter_t *f,
-                                                      apr_bucket_brigade *bb)
-{
-    proc_disarm(f->ctx, "response started");
-    return ap_pass_brigade(f->next, bb);
-}
-
 /* The output gate: a connection filter above mod_ssl's.  Armed: disarm
- * first, then let the bytes through.  Not armed (every later pass of
- * the response, and connections between requests): one test and a tail
- * call, with the armed branch out of line so that no register is saved. */
+ * first, then let the bytes through.  Not armed (every later pass of the
+ * response, and connections between requests): one test. */
 static apr_status_t proc_gate_out(ap_filter_t *f, apr_bucket_brigade *bb)
 {
-    if (((proc_conn *)f->ctx)->armed) {
-        return proc_gate_out_armed(f, bb);
+    proc_conn *pc = f->ctx;
+
+    if (pc->armed) {
+        proc_disarm(pc, "response started");
     }
     return ap_pass_brigade(f->next, bb);
 }
 
 /* The input gate, TLS only: mod_ssl's SSL_read may not run while the
- * watchdog could be in SSL_write on the same SSL. */
+ * watchdog could be in SSL_write on the same SSL.  A paused record is out
+ * of the watchdog's reach: mod_ssl may read (a renegotiation in a
+ * subrequest's access hook) and the request keeps its 102s afterwards. */
 static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
                                  ap_input_mode_t mode,
                                  apr_read_type_e block, apr_off_t readbytes)
 {
     proc_conn *pc = f->ctx;
 
-    if (pc->armed) {
+    if (pc->armed && !pc->paused) {
         proc_disarm(pc, "connection read");
     }
     return ap_get_brigade(f->next, bb, mode, block, readbytes);
@@ -1144,10 +1116,11 @@ static apr_status_t proc_request_cleanup(void *data)
 }
 
 /* The record lives in c->pool: whatever happened to the requests, it
- * leaves the watchdog's heap before its memory goes.  (An armed request
- * always ends through the output gate: httpd passes the request's end,
- * the EOR bucket, down the connection's filters.  This is the safety
- * net under that, e.g. a child exiting in the middle of a handler.) */
+ * leaves the watchdog's heap before its memory goes, and its duplicate
+ * descriptor is closed.  (An armed request always ends through the output
+ * gate: httpd passes the request's end, the EOR bucket, down the
+ * connection's filters.  This is the safety net under that, e.g. a child
+ * exiting in the middle of a handler.) */
 static apr_status_t proc_conn_cleanup(void *data)
 {
     proc_conn *pc = data;
@@ -1156,20 +1129,48 @@ static apr_status_t proc_conn_cleanup(void *data)
     if (pc->armed) {
         proc_disarm(pc, "connection closed");
     }
+    if (!pc->has_dup) {
+        return APR_SUCCESS;
+    }
+    /* Once the child is stopping the watchdog is gone: no lock needed. */
+    if (!proc_wd.stopped) {
+        proc_lock();
+    }
+    if (pc->fd >= 0) {
+        APR_RING_REMOVE(pc, link);
+        close(pc->fd);
+        pc->fd = -1;
+    }
+    if (!proc_wd.stopped) {
+        proc_unlock();
+    }
     return APR_SUCCESS;
 }
 
-/* Whether r is an internal redirect of the request that holds pc. */
-static int proc_is_redirect_of(const request_rec *r, const proc_conn *pc)
+/* Lock held: the watchdog's own duplicate of the client socket, made at
+ * the connection's first arm.  An ungraceful stop closes the sockets of
+ * connections whose handlers still run, and the next socket the child
+ * opens (a proxy backend, cgid's socket, a database) may get that number:
+ * 102s must never go there. */
+static apr_status_t proc_dup_socket(proc_conn *pc)
 {
-    const request_rec *prev;
+    apr_os_sock_t fd;
+    apr_status_t rv;
 
-    for (prev = r->prev; prev; prev = prev->prev) {
-        if (prev == pc->r) {
-            return 1;
-        }
+    if (pc->has_dup) {
+        return pc->fd >= 0 ? APR_SUCCESS : APR_EBADF;
     }
-    return 0;
+    rv = apr_os_sock_get(&fd, ap_get_conn_socket(pc->c));
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    pc->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (pc->fd < 0) {
+        return errno;
+    }
+    pc->has_dup = 1;
+    APR_RING_INSERT_TAIL(&proc_wd.conns, pc, proc_conn, link);
+    return APR_SUCCESS;
 }
 
 /* Bytes of an earlier response may still sit in the core output filter
@@ -1207,16 +1208,12 @@ static void proc_add_gates(request_rec *r, proc_conn *pc)
 
 /* The watchdog names the request in its log lines (debug and trace) by
  * a copy of its log id, made only when the request logs this module at
- * debug level; one level check also serves the worker's arm and disarm
- * lines.  (A server at debug level with this request's directory set
- * lower logs the watchdog's lines with "-" for the request: they still
- * name the connection.) */
+ * debug level. */
 static void proc_copy_log_id(request_rec *r, proc_conn *pc)
 {
     pc->log_debug = APLOG_R_IS_LEVEL(r, APLOG_DEBUG);
     if (!pc->log_debug) {
-        pc->log_id[0] = '-';
-        pc->log_id[1] = '\0';
+        apr_cpystrn(pc->log_id, "-", sizeof(pc->log_id));
         return;
     }
     if (!r->log_id) {
@@ -1226,39 +1223,32 @@ static void proc_copy_log_id(request_rec *r, proc_conn *pc)
                 sizeof(pc->log_id));
 }
 
-/* The env var's cap applied to max (out of line: rare, and strtol's &end
- * would give proc_arm a stack canary). */
-static PROC_NOINLINE int proc_env_max_count(request_rec *r, int max)
+/* ProcessingMaxCount, lowered (never raised) by the client family's
+ * measured cap and by the env var processing-max-count=N (1..1000). */
+static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg,
+                                  int family_cap)
 {
+    int max = cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT
+                                      : cfg->max_count;
     const char *cap = apr_table_get(r->subprocess_env,
                                     "processing-max-count");
-    char *end;
-    long n;
 
-    if (!cap) {
-        return max;
+    if (family_cap && (max == 0 || family_cap < max)) {
+        max = family_cap;
     }
-    n = strtol(cap, &end, 10);
-    if (end == cap || *end || n < 1 || n > PROC_MAX_COUNT_LIMIT) {
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ignoring "
-                      "processing-max-count '%s' (allowed 1 to %d)",
-                      cap, PROC_MAX_COUNT_LIMIT);
-        return max;
+    if (cap) {
+        char *end;
+        long n = strtol(cap, &end, 10);
+        if (end == cap || *end || n < 1 || n > PROC_MAX_COUNT_LIMIT) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ignoring "
+                          "processing-max-count '%s' (allowed 1 to %d)",
+                          cap, PROC_MAX_COUNT_LIMIT);
+        }
+        else if (max == 0 || n < max) {
+            max = (int)n;
+        }
     }
-    return (max == 0 || n < max) ? (int)n : max;
-}
-
-/* ProcessingMaxCount, lowered (never raised) by the env var
- * processing-max-count=N (1..1000) that BrowserMatch/SetEnvIf set for
- * clients and proxies known to accept only N interim responses. */
-static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
-{
-    int max = cfg->eff_max_count;
-
-    if (apr_table_elts(r->subprocess_env)->nelts == 0) {
-        return max;
-    }
-    return proc_env_max_count(r, max);
+    return max;
 }
 
 /* The request is fully received and its handler runs: start the clock,
@@ -1266,19 +1256,21 @@ static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg)
 static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
                      apr_time_t start)
 {
-    apr_interval_time_t max_time = cfg->eff_max_time;
-    apr_time_t due = start + cfg->eff_delay;
-    int queued, woke;
+    apr_interval_time_t interval = cfg->interval == UNSET
+                                   ? PROC_DEFAULT_INTERVAL : cfg->interval;
+    apr_interval_time_t delay = cfg->delay == UNSET ? interval : cfg->delay;
+    apr_interval_time_t max_time = cfg->max_time == UNSET ? 0
+                                                          : cfg->max_time;
+    apr_time_t due = start + delay;
+    apr_status_t rv = APR_SUCCESS;
+    const char *failed = NULL;
+    int level = APLOG_ERR;
+    int woke = 0;
 
     proc_flush_connection(r, pc);
     proc_add_gates(r, pc);
-    if (pc->fd < 0
-        && apr_os_sock_get(&pc->fd, ap_get_conn_socket(r->connection))
-           != APR_SUCCESS) {
-        return;
-    }
-    pc->interval = cfg->eff_interval;
-    pc->max_count = proc_request_max_count(r, cfg);
+    pc->interval = interval;
+    pc->max_count = proc_request_max_count(r, cfg, pc->family_cap);
     pc->s = r->server;
     pc->conn_id = r->connection->id;
     proc_copy_log_id(r, pc);
@@ -1286,70 +1278,182 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     proc_lock();
     pc->sent = 0;
     pc->dead = 0;
+    pc->paused = 0;
+    pc->arm_seq++;
     pc->pending_len = pc->pending_off = 0;
     pc->due = due;
     pc->stop_at = max_time ? start + max_time : PROC_NEVER;
-    queued = (proc_wd.thread || proc_wd_start(r)) && proc_wd.running
-             && proc_heap_push(pc);
-    pc->armed = queued;
-    if (queued) {
-        proc_wd.armed_here++;
-        if (pc->due > proc_wd.horizon) {
-            proc_wd.horizon = pc->due;
-        }
+    if (proc_wd.closing) {
+        failed = "the child is stopping";
+        level = APLOG_DEBUG;
     }
-    /* Wake the watchdog only if it sleeps toward a later time: a request
-     * that ends before its first 102 then costs no context switch. */
-    /* (sleep_until is on the grid, or 0 while the thread is awake, or
-     * PROC_NEVER: due's slot is earlier exactly when this holds.) */
-    woke = queued && due + PROC_WAKE_GRID <= proc_wd.sleep_until;
-    if (woke) {
-        proc_wd_wake();
+    else if (proc_wd.start_failed) {
+        failed = "no watchdog thread in this child";
+        level = APLOG_DEBUG;
+    }
+    else if (!proc_wd.thread && (rv = proc_wd_start()) != APR_SUCCESS) {
+        failed = "cannot start the watchdog thread";
+    }
+    else if ((rv = proc_dup_socket(pc)) != APR_SUCCESS) {
+        failed = "cannot duplicate the socket";
+    }
+    else if (!proc_heap_push(pc)) {
+        failed = "out of memory";
+    }
+    else {
+        pc->armed = 1;
+        proc_wd.armed_here++;
+        if (due > proc_wd.horizon) {
+            proc_wd.horizon = due;
+        }
+        /* Wake the watchdog only if it sleeps toward a later time: a
+         * request that ends before its first 102 then costs no context
+         * switch.  (sleep_until is on the grid, 0 while the thread is
+         * awake, or PROC_NEVER.) */
+        if (due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
+            proc_wd_wake();
+            woke = 1;
+        }
     }
     proc_unlock();
-    if (woke) {
-        proc_wd_wake_after_unlock();
-    }
 
-    if (queued) {
-        proc_count(&proc_counters->armed_now, 1);
-        proc_count(&proc_counters->armed_total, 1);
-        if (cfg->require_prefer == 1) {
-            /* RFC 7240: tell the client its preference was honoured. */
-            apr_table_mergen(r->err_headers_out, "Preference-Applied",
-                             "processing");
+    if (failed) {
+        ap_log_rerror(APLOG_MARK, level, rv, r, "not armed: %s", failed);
+        return;
+    }
+    apr_atomic_inc32(&proc_counters->armed_now);
+    apr_atomic_inc32(&proc_counters->armed_total);
+    if (pc->log_debug) {
+        apr_time_t now = apr_time_now();
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "armed: first 102 "
+                      "in %" APR_TIME_T_FMT "ms, then every %" APR_TIME_T_FMT
+                      "ms, at most %d (0: no limit), request %s%s",
+                      apr_time_as_msec(due > now ? due - now : 0),
+                      apr_time_as_msec(interval), pc->max_count,
+                      pc->log_id, woke ? " (watchdog woken)" : "");
+    }
+}
+
+/* Takes an armed TLS record out of the watchdog's reach while a
+ * subrequest or internal redirect runs its request phases: mod_ssl's
+ * access hooks may start a renegotiation or post-handshake authentication
+ * on the connection's SSL there, below the gates.  Any unsent part of a
+ * 102 goes out first, as the gate would write it. */
+static void proc_pause(proc_conn *pc)
+{
+    apr_size_t rest_off, rest_len;
+
+    proc_lock();
+    rest_len = 0;
+    if (pc->armed && pc->paused++ == 0) {
+        proc_heap_remove(pc);
+        rest_len = proc_take_remainder(pc, &rest_off);
+        if (rest_len > 0) {
+            pc->sent++;
         }
     }
-    if (pc->log_debug) {
-        /* `due`, not pc->due: once queued, that is the watchdog's. */
-        apr_time_t now = apr_time_now();
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "armed%s: first 102 "
-                      "in %" APR_TIME_T_FMT "ms, then every %" APR_TIME_T_FMT
-                      "ms, at most %d (0: no limit), request %s",
-                      queued ? "" : " FAILED (out of memory)",
-                      apr_time_as_msec(due > now ? due - now : 0),
-                      apr_time_as_msec(pc->interval), pc->max_count,
-                      pc->log_id);
+    proc_unlock();
+    if (rest_len > 0) {
+        proc_write_remainder(pc, pc->pending + rest_off, rest_len);
     }
 }
 
-/* Whether the response (headers or its end) already went down the filter
- * chain: a body read after that (by the handler, or httpd discarding the
- * unread body once the handler returned) must not arm, or a 102 would
- * follow the final response.  Output that starts after arming crosses the
- * gate instead. */
-static int proc_response_started(const request_rec *r)
+/* The request that paused pc is past its phases (or gone): the record
+ * goes back to the watchdog when no other pause holds it, with its
+ * schedule unchanged (a 102 due meanwhile goes out at once). */
+static void proc_resume(proc_pause_mark *mark)
 {
-    return r->sent_bodyct || r->eos_sent;
+    proc_conn *pc = mark->pc;
+
+    mark->pc = NULL;
+    proc_lock();
+    if (pc->armed && pc->arm_seq == mark->arm_seq && pc->paused > 0
+        && --pc->paused == 0 && !pc->dead && pc->fd >= 0
+        && proc_wd.running) {
+        if (proc_heap_push(pc) && pc->due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
+            proc_wd_wake();
+        }
+    }
+    proc_unlock();
 }
 
-/* Request input filter above HTTP_IN: arms when the body reaches EOS. */
+static apr_status_t proc_pause_cleanup(void *data)
+{
+    proc_pause_mark *mark = data;
+
+    if (mark->pc && !proc_wd.stopped) {
+        proc_resume(mark);
+    }
+    return APR_SUCCESS;
+}
+
+/* A subrequest or internal redirect is being made (create_request runs
+ * before any of its phases).  Plain connections need nothing: the
+ * watchdog only writes to its own descriptor.  Lookup subrequests may
+ * never run a handler or be destroyed before the main request ends, so
+ * the pause ends with the last phase (proc_fixups) or the request's
+ * pool. */
+static int proc_create_request(request_rec *r)
+{
+    proc_conn *pc;
+    proc_pause_mark *mark;
+
+    if (!r->main && !r->prev) {
+        return OK;
+    }
+    pc = ap_get_module_config(r->connection->conn_config, &processing_module);
+    if (!pc || !pc->ssl || !pc->armed || proc_wd.stopped) {
+        return OK;
+    }
+    mark = apr_palloc(r->pool, sizeof(*mark));
+    mark->pc = pc;
+    proc_pause(pc);
+    mark->arm_seq = pc->arm_seq;
+    ap_set_module_config(r->request_config, &processing_module, mark);
+    apr_pool_cleanup_register(r->pool, mark, proc_pause_cleanup,
+                              apr_pool_cleanup_null);
+    return OK;
+}
+
+/* Last of the fixups, the last request phase: a subrequest or redirect
+ * that paused its connection's record is done with mod_ssl's hooks. */
+static int proc_fixups(request_rec *r)
+{
+    proc_pause_mark *mark = ap_get_module_config(r->request_config,
+                                                 &processing_module);
+
+    if (mark && mark->pc) {
+        proc_resume(mark);
+    }
+    return DECLINED;
+}
+
+/* Whether a response was already started for r or for any request before
+ * it in its internal redirect chain (an ErrorDocument after partial
+ * output): bytes may be on the wire, so no 102 may follow. */
+static int proc_response_started(const request_rec *r)
+{
+    for (; r; r = r->prev) {
+        if (r->sent_bodyct || r->eos_sent || r->bytes_sent) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Request input filter above HTTP_IN: arms when the body reaches EOS while
+ * the handler runs.  httpd also reads the body after the handler has
+ * returned, to discard what it left unread (and HTTP_IN makes up an EOS
+ * for an unanswered "Expect: 100-continue" then); by that time r->status
+ * holds the error the handler returned, and such a read must not arm. */
 static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
                                      ap_input_mode_t mode,
                                      apr_read_type_e block,
                                      apr_off_t readbytes)
 {
     apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    request_rec *r = f->r;
+    proc_conn *pc = f->ctx;
     apr_bucket *e;
 
     if (rv != APR_SUCCESS || mode == AP_MODE_SPECULATIVE) {
@@ -1358,11 +1462,11 @@ static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
     for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
          e = APR_BUCKET_NEXT(e)) {
         if (APR_BUCKET_IS_EOS(e)) {
-            proc_conn *pc = f->ctx;
             ap_remove_input_filter(f);
-            if (pc->r == f->r && !pc->armed && !proc_response_started(f->r)) {
-                proc_arm(f->r, pc, ap_get_module_config(f->r->per_dir_config,
-                                                        &processing_module),
+            if (pc->r == r && !pc->armed && ap_is_HTTP_SUCCESS(r->status)
+                && !proc_response_started(r)) {
+                proc_arm(r, pc, ap_get_module_config(r->per_dir_config,
+                                                     &processing_module),
                          apr_time_now());
             }
             break;
@@ -1389,9 +1493,11 @@ static const char *proc_ineligible(request_rec *r)
     if (apr_table_get(r->headers_in, "Upgrade")) {
         return "Upgrade request";
     }
-    if (apr_table_elts(r->subprocess_env)->nelts > 0
-        && apr_table_get(r->subprocess_env, "no-processing")) {
+    if (apr_table_get(r->subprocess_env, "no-processing")) {
         return "no-processing set";
+    }
+    if (proc_response_started(r)) {
+        return "response already started";
     }
     return NULL;
 }
@@ -1430,32 +1536,96 @@ static int proc_prefers_processing(request_rec *r)
     return 0;
 }
 
+/* The known client family r's User-Agent belongs to, or NULL. */
+static const proc_known_client *proc_known_family(request_rec *r)
+{
+    const char *ua = apr_table_get(r->headers_in, "User-Agent");
+    const proc_known_client *k;
+
+    if (!ua) {
+        return NULL;
+    }
+    for (k = proc_known_clients; k->name; k++) {
+        if (!strncmp(ua, k->prefix, strlen(k->prefix))
+            && (!k->contains || strstr(ua, k->contains))) {
+            return k;
+        }
+    }
+    return NULL;
+}
+
+/* Whether the client may get 102s under the ProcessingClients policy, or
+ * the reason it may not. */
+static const char *proc_client_refused(request_rec *r, int policy,
+                                       const proc_known_client *family,
+                                       int prefers)
+{
+    if (policy == PROC_CLIENTS_ALL || prefers) {
+        return NULL;
+    }
+    if (policy == PROC_CLIENTS_KNOWN
+        && (family || apr_table_get(r->subprocess_env, "force-processing"))) {
+        return NULL;
+    }
+    return policy == PROC_CLIENTS_KNOWN
+           ? "client not known to handle 102 (ProcessingClients known)"
+           : "no 'Prefer: processing' (ProcessingClients prefer)";
+}
+
 /* Runs first among handlers and always declines: the handler is about to
  * start, so the request may be armed now or once its body is read. */
 static int proc_handler(request_rec *r)
 {
     const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
                                                    &processing_module);
+    const proc_known_client *family;
     const char *why;
     proc_conn *pc;
+    int prefers;
 
     if (cfg->enabled != 1 || !proc_wd.ready) {
         return DECLINED;
     }
+    if (r->prev) {
+        /* mod_log_config logs the last request of a redirect chain: it
+         * carries the count of the chain's 102s. */
+        const char *sent = apr_table_get(r->prev->notes, "processing-sent");
+        if (sent) {
+            apr_table_setn(r->notes, "processing-sent", sent);
+        }
+    }
+    pc = ap_get_module_config(r->connection->conn_config, &processing_module);
+    if (pc && pc->r && r->prev) {
+        /* An internal redirect of the request that armed or waits for its
+         * body: its record covers this handler too. */
+        const request_rec *prev;
+        for (prev = r->prev; prev; prev = prev->prev) {
+            if (prev == pc->r) {
+                return DECLINED;
+            }
+        }
+    }
     why = proc_ineligible(r);
-    if (!why && cfg->require_prefer == 1 && !proc_prefers_processing(r)) {
-        why = "no 'Prefer: processing' (ProcessingRequirePrefer On)";
+    family = why ? NULL : proc_known_family(r);
+    prefers = why ? 0 : proc_prefers_processing(r);
+    if (!why) {
+        why = proc_client_refused(r, cfg->clients == UNSET
+                                     ? PROC_CLIENTS_KNOWN : cfg->clients,
+                                  family, prefers);
     }
     if (why) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
         return DECLINED;
     }
-    pc = proc_conn_get(r->connection);
-    if (pc->r && proc_is_redirect_of(r, pc)) {
-        /* The original request already armed or waits for its body; its
-         * record covers this handler too. */
-        return DECLINED;
+    if (family) {
+        apr_table_setn(r->notes, "processing-client", family->name);
     }
+    if (prefers) {
+        /* RFC 7240: tell the client its preference is honoured. */
+        apr_table_mergen(r->err_headers_out, "Preference-Applied",
+                         "processing");
+    }
+    pc = proc_conn_get(r->connection);
     if (pc->armed) {
         /* Cannot happen (the previous request's end crossed the gate),
          * but never let one request inherit another's schedule; that
@@ -1464,11 +1634,11 @@ static int proc_handler(request_rec *r)
         proc_disarm(pc, "next request");
     }
     pc->r = r;
+    pc->family_cap = family ? family->cap : 0;
+    apr_table_setn(r->notes, "processing-sent", "0");
 
     if (ap_request_has_body(r)) {
-        /* Armed later, if at all: log "0" until then. */
-        apr_table_setn(r->notes, "processing-sent", "0");
-        pc->note_set = 1;
+        /* Armed later, if at all, by the body filter. */
         apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
                                   apr_pool_cleanup_null);
         ap_add_input_filter_handle(proc_body_filter_handle, pc, r,
@@ -1476,10 +1646,9 @@ static int proc_handler(request_rec *r)
     }
     else {
         /* Armed now; its end always crosses the gate, which disarms it
-         * and lets go of r (no pool cleanup needed per request). */
-        /* The request was complete when its head was read: the clock
-         * starts there, as the client's and any proxy's own timer did. */
-        pc->note_set = 0;
+         * and lets go of r.  The request was complete when its head was
+         * read: the clock starts there, as the client's and any proxy's
+         * own timer did. */
         proc_arm(r, pc, cfg, r->request_time);
     }
     return DECLINED;
@@ -1488,7 +1657,12 @@ static int proc_handler(request_rec *r)
 /* mod_ssl tells us each TLS connection's SSL (never for proxy backends). */
 static int proc_ssl_pre_handshake(conn_rec *c, SSL *ssl, int is_proxy)
 {
-    if (!is_proxy && !c->outgoing) {
+#ifdef PROC_HAS_OUTGOING
+    if (c->outgoing) {
+        return DECLINED;
+    }
+#endif
+    if (!is_proxy) {
         proc_conn_get(c)->ssl = ssl;
     }
     return DECLINED;
@@ -1506,20 +1680,26 @@ static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
     cfg->delay = UNSET;
     cfg->max_count = UNSET;
     cfg->max_time = UNSET;
-    cfg->require_prefer = UNSET;
+    cfg->clients = UNSET;
     cfg->configured = 0;
-    proc_cfg_resolve(cfg);
     return cfg;
 }
 
-/* Both sides set something of ours: a new record, each field from the
- * more specific side where it is set there. */
-static PROC_NOINLINE void *proc_merge_both(apr_pool_t *p,
-                                           const proc_dir_cfg *base,
-                                           const proc_dir_cfg *add)
+/* httpd merges every <Directory>/<Location> section on every request, with
+ * or without our directives: when one side sets nothing of ours, the
+ * result is the other side as it is (neither is ever written to). */
+static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
 {
-    proc_dir_cfg *cfg = apr_palloc(p, sizeof(*cfg));
+    const proc_dir_cfg *base = basev, *add = addv;
+    proc_dir_cfg *cfg;
 
+    if (!add->configured) {
+        return basev;
+    }
+    if (!base->configured) {
+        return addv;
+    }
+    cfg = apr_palloc(p, sizeof(*cfg));
     cfg->configured = 1;
     cfg->enabled = add->enabled != UNSET ? add->enabled : base->enabled;
     cfg->interval = add->interval != UNSET ? add->interval : base->interval;
@@ -1527,25 +1707,8 @@ static PROC_NOINLINE void *proc_merge_both(apr_pool_t *p,
     cfg->max_count = add->max_count != UNSET ? add->max_count
                                              : base->max_count;
     cfg->max_time = add->max_time != UNSET ? add->max_time : base->max_time;
-    cfg->require_prefer = add->require_prefer != UNSET ? add->require_prefer
-                                                       : base->require_prefer;
-    proc_cfg_resolve(cfg);
+    cfg->clients = add->clients != UNSET ? add->clients : base->clients;
     return cfg;
-}
-
-/* httpd merges every <Directory>/<Location> section on every request, with
- * or without our directives: when one side sets nothing of ours, the
- * result is the other side as it is (neither is ever written to), without
- * an allocation. */
-static void *proc_merge_dir_cfg(apr_pool_t *p, void *base, void *add)
-{
-    if (!((proc_dir_cfg *)add)->configured) {
-        return base;
-    }
-    if (!((proc_dir_cfg *)base)->configured) {
-        return add;
-    }
-    return proc_merge_both(p, base, add);
 }
 
 /* Parses a duration the way httpd does (ap_timeout_parameter_parse: plain
@@ -1580,12 +1743,10 @@ static const char *proc_parse_duration(cmd_parms *cmd, const char *arg,
     return NULL;
 }
 
-/* After any directive: the record now sets something of ours, and its
- * values in effect change. */
+/* After any directive: the record now sets something of ours. */
 static const char *proc_cfg_changed(void *dcfg, const char *err)
 {
     ((proc_dir_cfg *)dcfg)->configured = 1;
-    proc_cfg_resolve(dcfg);
     return err;
 }
 
@@ -1595,10 +1756,35 @@ static const char *proc_set_enabled(cmd_parms *cmd, void *dcfg, int flag)
     return proc_cfg_changed(dcfg, NULL);
 }
 
+static const char *proc_set_clients(cmd_parms *cmd, void *dcfg,
+                                    const char *arg)
+{
+    proc_dir_cfg *cfg = dcfg;
+
+    if (!strcasecmp(arg, "known")) {
+        cfg->clients = PROC_CLIENTS_KNOWN;
+    }
+    else if (!strcasecmp(arg, "prefer")) {
+        cfg->clients = PROC_CLIENTS_PREFER;
+    }
+    else if (!strcasecmp(arg, "all")) {
+        cfg->clients = PROC_CLIENTS_ALL;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not allowed (known, "
+                            "prefer or all)", cmd->cmd->name, arg);
+    }
+    return proc_cfg_changed(dcfg, NULL);
+}
+
+/* The directive of releases before ProcessingClients: On is
+ * "ProcessingClients prefer"; Off, its default, is now the safe default,
+ * "ProcessingClients known". */
 static const char *proc_set_require_prefer(cmd_parms *cmd, void *dcfg,
                                            int flag)
 {
-    ((proc_dir_cfg *)dcfg)->require_prefer = flag;
+    ((proc_dir_cfg *)dcfg)->clients = flag ? PROC_CLIENTS_PREFER
+                                           : PROC_CLIENTS_KNOWN;
     return proc_cfg_changed(dcfg, NULL);
 }
 
@@ -1676,29 +1862,27 @@ static int proc_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
 static int proc_status_hook(request_rec *r, int flags)
 {
-    apr_uint64_t now = apr_atomic_read64(&proc_counters->armed_now);
-    apr_uint64_t total = apr_atomic_read64(&proc_counters->armed_total);
-    apr_uint64_t sent = apr_atomic_read64(&proc_counters->sent_total);
-    apr_uint64_t failed = apr_atomic_read64(&proc_counters->failed_total);
+    apr_uint32_t now = apr_atomic_read32(&proc_counters->armed_now);
+    apr_uint32_t total = apr_atomic_read32(&proc_counters->armed_total);
+    apr_uint32_t sent = apr_atomic_read32(&proc_counters->sent_total);
+    apr_uint32_t failed = apr_atomic_read32(&proc_counters->failed_total);
 
     if (flags & AP_STATUS_SHORT) {
-        ap_rprintf(r, "ProcessingArmed: %" APR_UINT64_T_FMT "\n"
-                   "ProcessingArmedTotal: %" APR_UINT64_T_FMT "\n"
-                   "ProcessingSent: %" APR_UINT64_T_FMT "\n"
-                   "ProcessingSendFailed: %" APR_UINT64_T_FMT "\n",
+        ap_rprintf(r, "ProcessingArmed: %u\nProcessingArmedTotal: %u\n"
+                   "ProcessingSent: %u\nProcessingSendFailed: %u\n",
                    now, total, sent, failed);
         return OK;
     }
     ap_rprintf(r, "<hr />\n<h2>mod_processing (102 Processing)</h2>\n"
                "<table border=\"0\">\n"
                "<tr><th align=\"left\">Requests armed now</th>"
-               "<td>%" APR_UINT64_T_FMT "</td></tr>\n"
+               "<td>%u</td></tr>\n"
                "<tr><th align=\"left\">Requests armed in total</th>"
-               "<td>%" APR_UINT64_T_FMT "</td></tr>\n"
+               "<td>%u</td></tr>\n"
                "<tr><th align=\"left\">102 Processing sent</th>"
-               "<td>%" APR_UINT64_T_FMT "</td></tr>\n"
+               "<td>%u</td></tr>\n"
                "<tr><th align=\"left\">Sends that failed</th>"
-               "<td>%" APR_UINT64_T_FMT "</td></tr>\n</table>\n",
+               "<td>%u</td></tr>\n</table>\n",
                now, total, sent, failed);
     return OK;
 }
@@ -1710,8 +1894,18 @@ static void proc_register_hooks(apr_pool_t *p)
 {
     ap_hook_post_config(proc_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(proc_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+#ifdef PROC_HAS_CHILD_STOPPING
+    ap_hook_child_stopping(proc_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+#endif
     APR_OPTIONAL_HOOK(ap, status_hook, proc_status_hook, NULL, NULL,
                       APR_HOOK_MIDDLE);
+    /* Before any other module's create_request: a subrequest or redirect
+     * of an armed TLS request pauses it before anything else runs. */
+    ap_hook_create_request(proc_create_request, NULL, NULL,
+                           APR_HOOK_REALLY_FIRST);
+    /* After mod_ssl's fixup, the last code of the request phases that
+     * touches the connection's SSL. */
+    ap_hook_fixups(proc_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
     /* First of all handlers, so that the clock covers whichever handler
      * then takes the request (mod_dav, cgi, proxy, lua, ...). */
     ap_hook_handler(proc_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
@@ -1730,21 +1924,24 @@ static void proc_register_hooks(apr_pool_t *p)
     proc_gate_in_handle =
         ap_register_input_filter("PROCESSING_GATE", proc_gate_in, NULL,
                                  AP_FTYPE_CONNECTION);
-    /* Never added to a real chain: the shadow connection's only filter
-     * (proc_format_interim). */
-    proc_capture_handle =
-        ap_register_output_filter("PROCESSING_CAPTURE", proc_capture_filter,
-                                  NULL, AP_FTYPE_NETWORK);
+    /* Never added to a real chain: the shadow connection's only filter. */
+    proc_writer_handle =
+        ap_register_output_filter("PROCESSING_WRITER", proc_wd_writer, NULL,
+                                  AP_FTYPE_NETWORK);
 }
 
 static const command_rec proc_cmds[] = {
     AP_INIT_FLAG("Processing", proc_set_enabled, NULL, OR_FILEINFO,
                  "On or Off: send 102 Processing while handlers run long "
                  "(default Off)"),
+    AP_INIT_TAKE1("ProcessingClients", proc_set_clients, NULL, OR_FILEINFO,
+                  "Which clients get 102s: known (default: those that ask "
+                  "with Prefer, are allowed by force-processing, or belong "
+                  "to a family known to handle them), prefer, or all"),
     AP_INIT_FLAG("ProcessingRequirePrefer", proc_set_require_prefer, NULL,
                  OR_FILEINFO,
-                 "On: only requests with 'Prefer: processing' get 102s "
-                 "(default Off)"),
+                 "Deprecated: On is 'ProcessingClients prefer', Off is "
+                 "'ProcessingClients known'"),
     AP_INIT_TAKE1("ProcessingInterval", proc_set_interval, NULL, OR_FILEINFO,
                   "Time between 102 Processing responses, 100ms to 1h "
                   "(default 20s)"),

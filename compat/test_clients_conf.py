@@ -62,6 +62,9 @@ def _config(root, port):
               "    ProcessingInterval %dms" % INTERVAL_MS,
               "    ProcessingDelay %dms" % INTERVAL_MS,
               "    ProcessingMaxCount 0",
+              # the rules of processing-clients.conf are for servers that
+              # send 102s to every client
+              "    ProcessingClients all",
               "</Location>",
               'Include "%s"' % CONF]
     return "\n".join(lines) + "\n"

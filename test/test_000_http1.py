@@ -167,7 +167,8 @@ class TestRequestBuilder:
 
     def test_content_length(self):
         head, body = build_request("PUT", "/x", "h:1", {"A": "b"}, b"abc")
-        assert head == (b"PUT /x HTTP/1.1\r\nHost: h:1\r\nA: b\r\n"
+        assert head == (b"PUT /x HTTP/1.1\r\nHost: h:1\r\n"
+                        b"User-Agent: mod_processing-test/1\r\nA: b\r\n"
                         b"Content-Length: 3\r\n\r\n")
         assert body == b"abc"
 
@@ -182,7 +183,8 @@ class TestRequestBuilder:
 
     def test_http10_no_host(self):
         head, _ = build_request("GET", "/", None, version="HTTP/1.0")
-        assert head == b"GET / HTTP/1.0\r\n\r\n"
+        assert head == (b"GET / HTTP/1.0\r\n"
+                        b"User-Agent: mod_processing-test/1\r\n\r\n")
 
 
 class FakeServer:

@@ -8,7 +8,7 @@ because on a loaded machine the handler may wake up late from its sleep
 
 import pytest
 
-from proc.http1 import PROCESSING_BLOCK, pattern
+from proc.http1 import PROCESSING_BLOCK, TEST_USER_AGENT, pattern
 
 CONF = """
 <Location /pt>
@@ -139,7 +139,8 @@ class TestSlow:
                 "GET /pt?sleep=0&len=200&cl=0 HTTP/1.1\r\n",
                 "GET /pt?sleep=500&len=300 HTTP/1.1\r\n"]
         raw = b"".join(
-            (q + f"Host: 127.0.0.1\r\nX-Test-Id: {t}\r\n\r\n").encode()
+            (q + f"Host: 127.0.0.1\r\nX-Test-Id: {t}\r\n"
+             f"User-Agent: {TEST_USER_AGENT}\r\n\r\n").encode()
             for q, t in zip(reqs, tids))
         with env.connect() as c:
             c.send(raw, methods=["GET"] * 3)

@@ -149,6 +149,7 @@ class TestUpload:
             # and the same when the body trickles in after the response
             head = (f"POST /pt?read=2&sleep=700&len=30 HTTP/1.1\r\n"
                     f"Host: 127.0.0.1\r\nX-Test-Id: {env.new_id()}\r\n"
+                    f"User-Agent: mod_processing-test/1\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n").encode()
             [r] = c.send(head, methods=["POST"])
             assert c.read_response() is r

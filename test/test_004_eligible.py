@@ -20,6 +20,8 @@ CONF = f"""
 Processing On
 ProcessingInterval 200ms
 ProcessingMaxCount 0
+# eligibility before any client policy: every client
+ProcessingClients all
 SetEnvIf User-Agent "^NoProc/" no-processing
 BrowserMatch "^NoProcBM/" no-processing
 <Location /pt/off>

@@ -18,7 +18,8 @@ import time
 import pytest
 
 from proc.env import free_port
-from proc.http1 import PROCESSING_BLOCK, Connection, pattern
+from proc.http1 import (PROCESSING_BLOCK, TEST_USER_AGENT, Connection,
+                        pattern)
 
 TLS_MODULES = ("ssl", "socache_shmcb", "http2", "proxy", "proxy_http")
 
@@ -126,7 +127,8 @@ class TestTLS:
             # three pipelined in one write: slow, fast, slow
             c.send(b"".join(
                 f"GET /pt?sleep={ms}&len={n} HTTP/1.1\r\n"
-                f"Host: 127.0.0.1\r\n\r\n".encode()
+                f"Host: 127.0.0.1\r\nUser-Agent: {TEST_USER_AGENT}\r\n"
+                f"\r\n".encode()
                 for ms, n in ((500, 1000), (0, 2000), (500, 3000))),
                 methods=("GET",) * 3)
             rs = [c.read_response() for _ in range(3)]

@@ -30,10 +30,23 @@
  *   interim=MS   send "103 Early Hints" MS into the sleep (default never)
  *   cl=0|1       set Content-Length (default 1); 0 sends the body in two
  *                passes without one, so httpd chunks it
+ *   fail=N       after the early bytes and the sleep, return status N
+ *                (400..599) instead of the rest of the body: httpd then
+ *                sends its error response, or an ErrorDocument
+ *   lookup=MS    during the sleep, every MS (the first MS into it) make a
+ *                lookup subrequest for
+ *                the URI in the request header X-Lookup (as mod_dav's
+ *                COPY/MOVE look up their Destination), then destroy it
+ *   connect=MS   during the sleep, every MS open a TCP connection to
+ *                127.0.0.1 on the port in the request header X-Connect-Port
+ *                and write "proc-test socket\n" (as a handler opens a
+ *                backend connection); they stay open until the request ends
  *
  * Request header "X-Sub: URI" first runs URI as a subrequest whose output
- * becomes the start of the body. Response headers: X-Received (request body
- * bytes read) and X-Received-Sum (their byte sum modulo 2^32).
+ * becomes the start of the body; "X-Redirect: URI" ends the handler with an
+ * internal redirect to URI after the sleep. Response headers: X-Received
+ * (request body bytes read) and X-Received-Sum (their byte sum modulo
+ * 2^32).
  */
 
 #include "httpd.h"
@@ -45,6 +58,7 @@
 #include "apr_lib.h"
 #include "apr_strings.h"
 #include "apr_time.h"
+#include "apr_network_io.h"
 
 #include <errno.h>
 
@@ -65,6 +79,9 @@ typedef struct {
     apr_int64_t early;      /* bytes sent and flushed before the sleep */
     apr_int64_t interim_ms; /* when to send a 103, -1 = never */
     apr_int64_t cl;         /* set Content-Length */
+    apr_int64_t fail;       /* status returned after the sleep, 0 = none */
+    apr_int64_t lookup_ms;  /* lookup subrequest period, 0 = none */
+    apr_int64_t connect_ms; /* new outgoing connection period, 0 = none */
 } pt_args_t;
 
 /* Parse a decimal in [min, max]; junk, signs and overflow are rejected. */
@@ -99,6 +116,9 @@ static int pt_parse_args(request_rec *r, pt_args_t *a)
     a->early = 0;
     a->interim_ms = -1;
     a->cl = 1;
+    a->fail = 0;
+    a->lookup_ms = 0;
+    a->connect_ms = 0;
 
     if (!r->args) {
         return 1;
@@ -140,6 +160,21 @@ static int pt_parse_args(request_rec *r, pt_args_t *a)
         }
         else if (!strcmp(pair, "cl")) {
             slot = &a->cl;
+        }
+        else if (!strcmp(pair, "fail")) {
+            slot = &a->fail;
+            min = 400;
+            max = 599;
+        }
+        else if (!strcmp(pair, "lookup")) {
+            slot = &a->lookup_ms;
+            min = 1;
+            max = PT_MAX_MS;
+        }
+        else if (!strcmp(pair, "connect")) {
+            slot = &a->connect_ms;
+            min = 1;
+            max = PT_MAX_MS;
         }
         else {
             return 0;
@@ -218,6 +253,70 @@ static void pt_sleep_until(apr_time_t start, apr_int64_t ms)
     }
 }
 
+/* One lookup subrequest, made and destroyed: its request phases run
+ * (mod_ssl's access hook among them) but no handler. */
+static void pt_lookup(request_rec *r)
+{
+    const char *uri = apr_table_get(r->headers_in, "X-Lookup");
+    request_rec *rr;
+
+    if (!uri) {
+        return;
+    }
+    rr = ap_sub_req_lookup_uri(uri, r, NULL);
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
+                  "proc_test: lookup %s gave %d", uri, rr->status);
+    ap_destroy_sub_req(rr);
+}
+
+/* A new outgoing connection, left open until the request's pool goes. */
+static void pt_connect(request_rec *r)
+{
+    const char *port = apr_table_get(r->headers_in, "X-Connect-Port");
+    apr_sockaddr_t *sa;
+    apr_socket_t *sock;
+    apr_size_t len;
+
+    if (!port
+        || apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET,
+                                 (apr_port_t)atoi(port), 0, r->pool)
+           != APR_SUCCESS
+        || apr_socket_create(&sock, APR_INET, SOCK_STREAM, APR_PROTO_TCP,
+                             r->pool) != APR_SUCCESS) {
+        return;
+    }
+    if (apr_socket_connect(sock, sa) == APR_SUCCESS) {
+        len = 17;
+        apr_socket_send(sock, "proc-test socket\n", &len);
+    }
+}
+
+/* Sleep until start + ms, with the lookups and connections asked for
+ * meanwhile. */
+static void pt_busy_sleep(request_rec *r, const pt_args_t *a,
+                          apr_time_t start, apr_int64_t ms)
+{
+    apr_time_t until = start + apr_time_from_msec(ms);
+    apr_interval_time_t step = apr_time_from_msec(
+        a->lookup_ms ? a->lookup_ms : a->connect_ms);
+    apr_time_t next;
+
+    if (!a->lookup_ms && !a->connect_ms) {
+        pt_sleep_until(start, ms);
+        return;
+    }
+    for (next = apr_time_now() + step; next < until; next += step) {
+        pt_sleep_until(next, 0);
+        if (a->lookup_ms) {
+            pt_lookup(r);
+        }
+        if (a->connect_ms) {
+            pt_connect(r);
+        }
+    }
+    pt_sleep_until(start, ms);
+}
+
 /* Send "103 Early Hints" with only a Link header: ap_send_interim_response
  * sends and clears r->headers_out, so give it a table of its own. */
 static void pt_send_103(request_rec *r)
@@ -273,7 +372,7 @@ static int pt_handler(request_rec *r)
     start = apr_time_now();
 
     if (a.status >= 400) {
-        pt_sleep_until(start, a.sleep_ms);
+        pt_busy_sleep(r, &a, start, a.sleep_ms);
         return (int)a.status;
     }
 
@@ -331,8 +430,15 @@ static int pt_handler(request_rec *r)
         pt_sleep_until(start, a.interim_ms);
         pt_send_103(r);
     }
-    pt_sleep_until(start, a.sleep_ms);
+    pt_busy_sleep(r, &a, start, a.sleep_ms);
 
+    if (a.fail) {
+        return (int)a.fail;
+    }
+    if (!r->main && !r->prev && apr_table_get(r->headers_in, "X-Redirect")) {
+        ap_internal_redirect(apr_table_get(r->headers_in, "X-Redirect"), r);
+        return OK;
+    }
     if (!a.cl && a.len - a.early > 1) {
         /* Half the body in a pass of its own: httpd cannot compute a
          * Content-Length then and chunks the response. */

@@ -134,7 +134,10 @@ class HttpdEnv:
         self.repo = repo
         self.test_dir = os.path.join(repo, "test")
         self.verbose = verbose
-        self.module_so = os.path.join(repo, ".libs", "mod_processing.so")
+        # PROC_TEST_MODULE_SO: another build of the module (for instance an
+        # older one, to see a regression test fail on it).
+        self.module_so = os.environ.get("PROC_TEST_MODULE_SO") or \
+            os.path.join(repo, ".libs", "mod_processing.so")
         self.test_module_src = os.path.join(self.test_dir, "modules",
                                             "mod_proc_test.c")
         self.test_module_so = os.path.join(self.test_dir, "modules", ".libs",
@@ -305,6 +308,10 @@ class HttpdEnv:
                 Options +ExecCGI
                 SetHandler cgi-script
             </Directory>
+
+            # The suite's own client is an application the administrator
+            # allows 102s (ProcessingClients known, the default).
+            BrowserMatch "^mod_processing-test/" force-processing
 
             # ---- test configuration ----
             """)

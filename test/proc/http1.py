@@ -395,6 +395,9 @@ def parse_responses(data, methods=("GET",), eof=True):
     return out
 
 
+TEST_USER_AGENT = "mod_processing-test/1"
+
+
 def build_request(method, target, host, headers=None, body=None,
                   chunked=False, version="HTTP/1.1"):
     """Return (head, body_bytes) for a request; body_bytes already carries
@@ -407,6 +410,11 @@ def build_request(method, target, host, headers=None, body=None,
     lines = [f"{method} {target} {version}"]
     if host is not None and "host" not in names:
         lines.append(f"Host: {host}")
+    if "user-agent" not in names:
+        # The suite's own client: the test server allows it 102s with
+        # force-processing (proc.env), as an administrator allows an
+        # application of their own.
+        lines.append(f"User-Agent: {TEST_USER_AGENT}")
     for n, v in hdrs:
         lines.append(f"{n}: {v}")
     wire = b""

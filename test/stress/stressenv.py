@@ -174,6 +174,9 @@ class StressEnv(HttpdEnv):
             <Location /server-status>
                 SetHandler server-status
             </Location>
+            # The stress drives the mechanics with raw clients of its own:
+            # every client gets 102s.
+            ProcessingClients all
             <Location /pt>
                 Processing On
                 ProcessingInterval {interval}
