@@ -1063,6 +1063,29 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
         broke = [r for r in clients if client_verdict(r) == "BREAKS"]
         lines += ["Break on 102s (single request or keep-alive probe): " +
                   (", ".join(r["name"] for r in broke) or "none") + ".", ""]
+        anon = [r["name"] for r in clients if client_verdict(r) == "works"
+                and r["all"].get("sent") and r["user_agent"] in ("", "-")]
+        if anon:
+            lines += ["Handle 102s but send no User-Agent (a known-client "
+                      "list cannot tell them from Python's http.client, "
+                      "which breaks): " + ", ".join(anon) + ".", ""]
+        if known:
+            lost = [r["name"] for r in clients if r.get("known") and
+                    client_verdict(r) == "works" and r["all"].get("sent")
+                    and not r["known"].get("sent")]
+            kbad = [r["name"] for r in clients if r.get("known") and
+                    (not r["known"]["ok"] or r["known"].get("ka_ok") is False)]
+            lines += ["Under the known-client default: %s fail%s; "
+                      "handle 102s but get none (allow them with `Prefer: "
+                      "processing` or `SetEnvIf ... force-processing`): %s."
+                      % (", ".join(kbad) or "none",
+                         "s" if len(kbad) == 1 else "",
+                         ", ".join(lost) or "none"), ""]
+        h10 = [r["name"] for r in clients if r["all"].get("sent") == 0
+               and r["all"].get("proto") == "HTTP/1.0"]
+        if h10:
+            lines += ["Send HTTP/1.0 requests, so get no 102s in any mode: " +
+                      ", ".join(h10) + ".", ""]
     if proxies:
         lines += ["## Reverse proxies", "",
                   "Timeout runs: proxy upstream timeout %ds, handler %d ms, "
@@ -1170,7 +1193,7 @@ def main():
                     help="all (default) or origin")
     ap.add_argument("--only", default="",
                     help="comma-separated substrings of client/proxy names")
-    ap.add_argument("--max", type=int, default=64,
+    ap.add_argument("--max", type=int, default=128,
                     help="largest N tried in a client's cap search")
     ap.add_argument("--proxy-max", type=int, default=MODULE_MAX,
                     help="largest N tried in a proxy's cap search")

@@ -44,7 +44,8 @@ FAMILIES = [
     ("java-httpclient", r"^Java-http-client/[0-9]", ["java-HttpClient"]),
     ("apache-httpclient", r"^Apache-HttpClient/[45]\.[0-9.]+ \(Java/[0-9]",
      ["java-ApacheHttpClient4", "java-ApacheHttpClient5"]),
-    ("node-undici", r"^(node|undici)$", ["node-fetch"]),
+    # Node's fetch (undici) in Node 20 sends exactly "node"
+    ("node-fetch", r"^node$", ["node-fetch"]),
     ("node-axios", r"^axios/[0-9]", ["node-axios"]),
     ("node-got", r"^got \(https://github\.com/sindresorhus/got\)$",
      ["node-got"]),
@@ -117,7 +118,15 @@ def main():
                                 "User-Agent %r" % (fname, rx, n, ua))
             caps.append(r["cap"])
             searched.append(r["maxn"])
-            ka.append("ok" if r["all"].get("ka_ok") else "n/a")
+            a = r["all"]
+            if a.get("ka_ok"):
+                ka.append("ok")
+            elif a.get("fast_same_conn"):
+                # npm: the tarball after the slow document, same connection
+                ka.append("ok (%d later request(s) on the connection)"
+                          % a["fast_same_conn"])
+            else:
+                ka.append("n/a")
         for b in broken:
             if c.search(b["user_agent"]):
                 problems.append("%s: %r matches broken %s (%r)" % (
@@ -128,7 +137,7 @@ def main():
         fams.append({"name": fname, "regex": rx,
                      "cap": 0 if cap >= min(searched) else cap,
                      "searched_to": min(searched),
-                     "keepalive_probe": "ok" if "ok" in ka else "n/a",
+                     "keepalive_probe": sorted(ka)[0],
                      "user_agents": sorted({rows[n]["user_agent"]
                                             for n in names if n in rows}),
                      "rows": names})

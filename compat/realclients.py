@@ -77,6 +77,15 @@ def squash(s, n=240):
     return re.sub(r"\s+", " ", s or "").strip()[-n:]
 
 
+def why(out, n=240):
+    """The tool's own complaint: its last lines that say error/failed/...,
+    else the end of its output."""
+    hits = [ln.strip() for ln in (out or "").splitlines() if re.search(
+        r"error|fail|unable|bad |denied|refused|^E: |cannot|invalid|"
+        r"unexpected|prematurely|not found|no matching", ln, re.I)]
+    return squash(" | ".join(hits[-2:]) if hits else out, n)
+
+
 class Req:
     def __init__(self, origin, work, mode, n, tag, ka):
         self.origin, self.mode, self.n, self.tag, self.ka = \
@@ -139,7 +148,7 @@ def file_results(req, files, rc, out, statuses=None, what=""):
         if not ok:
             err = "%sexit %s, %s%s; %s" % (
                 what, rc, "no file" if b is None else "%d bytes" % len(b),
-                "" if st is None else ", status %s" % st, squash(out))
+                "" if st is None else ", status %s" % st, why(out) or "-")
         res.append({"status": st, "ok": ok, "error": err})
     return res
 
