@@ -36,10 +36,14 @@ import traceback
 from pathlib import Path
 
 import rawhttp
+import realclients
 
 HERE = Path(__file__).resolve().parent
 MAIN = HERE.parent
-MODULE_SO = MAIN / ".libs" / "mod_processing.so"
+# COMPAT_MODULE_SO: measure another build of the module (e.g. the main
+# checkout's, with ProcessingClients) with this tree's runner
+MODULE_SO = Path(os.environ.get("COMPAT_MODULE_SO",
+                                str(MAIN / ".libs" / "mod_processing.so")))
 PROC_TEST_C = MAIN / "test" / "modules" / "mod_proc_test.c"
 SLOW_C = HERE / "mod_compat_slow.c"
 MODDIR = Path("/usr/lib/apache2/modules")
@@ -193,11 +197,35 @@ class Server:
 # ---------------------------------------------------------------------------
 # The origin
 
+def has_processing_clients():
+    """Does this tree's module know `ProcessingClients` (the known-client
+    default of issue 15)? Probed with apache2 -t on a scratch config."""
+    d = Path(tempfile.mkdtemp(prefix="probe-", dir="/tmp"))
+    try:
+        (d / "t.conf").write_text(
+            'ServerRoot "%s"\nServerName 127.0.0.1\nListen 127.0.0.1:%d\n'
+            'PidFile "%s/pid"\nDefaultRuntimeDir "%s"\n'
+            'LoadModule mpm_event_module "%s/mod_mpm_event.so"\n'
+            'LoadModule authz_core_module "%s/mod_authz_core.so"\n'
+            'LoadModule processing_module "%s"\nErrorLog /dev/null\n'
+            '<Location "/">\n    Processing On\n'
+            '    ProcessingClients known\n</Location>\n'
+            % (d, free_port(), d, d, MODDIR, MODDIR, MODULE_SO))
+        r = subprocess.run(["apache2", "-d", str(d), "-f", str(d / "t.conf"),
+                            "-t"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        return r.returncode == 0
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Origin:
-    def __init__(self, work, maxn):
+    def __init__(self, work, maxn, client_maxn=None):
         self.work = work
         self.root = work / "origin"
         self.maxn = maxn
+        self.client_maxn = client_maxn or maxn
+        self.known = has_processing_clients()
         self.port = free_port()
         self.server = None
         self._svn_lock = threading.Lock()
@@ -215,12 +243,17 @@ class Origin:
 
     def write_conf(self):
         r = self.root
-        for d in ("logs", "run", "htdocs", "dav", "svn", "var"):
+        for d in ("logs", "run", "htdocs", "dav", "svn", "var", "files"):
             (r / d).mkdir(parents=True, exist_ok=True)
+        (r / "htdocs" / "index.html").write_text("compat origin\n")
         for name, n in (("fast.txt", FAST_LEN),):
             (r / "dav" / name).write_bytes(body_of(n))
         shutil.chown(r / "dav", "www-data", "www-data")
         shutil.chown(r / "var", "www-data", "www-data")
+        # `ProcessingClients all` where the module has it (else Processing On
+        # alone is "all"); /k/, /sk/, /davk/, /svnk/: the known default
+        all_ = "    ProcessingClients all\n" if self.known else ""
+        known = "    ProcessingClients known\n"
         # a template svn repository with one file, copied per N on demand
         tmpl = r / "svn-template"
         if not tmpl.exists():
@@ -236,16 +269,35 @@ class Origin:
             ms = sleep_for(n)
             per_n.append('<Location "/c/%d/">\n    ProcessingMaxCount %d\n'
                          '</Location>' % (n, n))
+            per_n.append('<LocationMatch "^/svn/n%d-">\n    ProcessingMaxCount %d\n'
+                         '    <If "%%{REQUEST_METHOD} == \'OPTIONS\'">\n'
+                         '        CompatSlow %d\n    </If>\n</LocationMatch>'
+                         % (n, n, ms))
+            if n > self.client_maxn:
+                continue
+            per_n.append('<Location "/sc/%d/">\n    ProcessingMaxCount %d\n'
+                         '    CompatSlow %d\n</Location>' % (n, n, ms))
+            if self.known:
+                per_n.append('<Location "/k/%d/">\n    ProcessingMaxCount '
+                             '%d\n</Location>' % (n, n))
+                per_n.append('<Location "/sk/%d/">\n    ProcessingMaxCount '
+                             '%d\n    CompatSlow %d\n</Location>'
+                             % (n, n, ms))
+                per_n.append('<Location "/davk/%d/">\n    ProcessingMaxCount'
+                             ' %d\n    <If "%%{REQUEST_URI} =~ m#/slow-#">\n'
+                             '        CompatSlow %d\n    </If>\n</Location>'
+                             % (n, n, ms))
+                per_n.append('<LocationMatch "^/svnk/n%d-">\n    ProcessingMaxCount'
+                             ' %d\n    <If "%%{REQUEST_METHOD} == '
+                             '\'OPTIONS\'">\n        CompatSlow %d\n'
+                             '    </If>\n</LocationMatch>' % (n, n, ms))
             per_n.append('<Location "/davn/%d/">\n    ProcessingMaxCount %d\n'
                          '    <If "%%{REQUEST_URI} =~ m#/slow-#">\n'
                          '        CompatSlow %d\n    </If>\n</Location>'
                          % (n, n, ms))
-            per_n.append('<Location "/svn/n%d/">\n    ProcessingMaxCount %d\n'
-                         '    <If "%%{REQUEST_METHOD} == \'OPTIONS\'">\n'
-                         '        CompatSlow %d\n    </If>\n</Location>'
-                         % (n, n, ms))
         mods = ["mpm_event", "authz_core", "mime", "alias",
-                "setenvif", "dav", "dav_fs", "dav_svn", "log_forensic"]
+                "setenvif", "dav", "dav_fs", "dav_svn", "log_forensic",
+                "dir"]
         conf = ["# generated by compat/compat.py",
                 'ServerRoot "%s"' % r,
                 "ServerName 127.0.0.1",
@@ -265,7 +317,8 @@ class Origin:
                  "MaxKeepAliveRequests 0",
                  'ErrorLog "%s/logs/error.log"' % r, "LogLevel warn",
                  'LogFormat "%{%s}t %{remote}p %k %{processing-sent}n %>s '
-                 '%H %m %U" compat',
+                 '%H %m %U %{processing-client}n \\"%{User-Agent}i\\"" '
+                 'compat',
                  'CustomLog "%s/logs/access.log" compat' % r,
                  'ForensicLog "%s/logs/forensic.log"' % r,
                  'TypesConfig /etc/mime.types',
@@ -275,24 +328,59 @@ class Origin:
                  "",
                  "# N 102s then the final response: /c/N/",
                  '<Location "/c/">\n    SetHandler proc-test\n'
-                 "    Processing On\n    ProcessingInterval %dms\n"
+                 "    Processing On\n%s    ProcessingInterval %dms\n"
                  "    ProcessingDelay 0\n    ProcessingMaxCount 0\n"
-                 "</Location>" % INTERVAL_MS,
+                 "</Location>" % (all_, INTERVAL_MS),
                  '<Location "/c/0/">\n    Processing Off\n</Location>',
+                 "# the same with the module's default client policy",
+                 ('<Location "/k/">\n    SetHandler proc-test\n'
+                  "    Processing On\n%s    ProcessingInterval %dms\n"
+                  "    ProcessingDelay 0\n    ProcessingMaxCount 0\n"
+                  "</Location>" % (known, INTERVAL_MS)) if self.known else "",
+                 "# static files (pip index, npm registry, browser pages): "
+                 "/sc/N/X and /sk/N/X slow, /f/X fast",
+                 'AliasMatch "^/s[ck]/[0-9]+/(.*)$" "%s/files/$1"' % r,
+                 'AliasMatch "^/f/(.*)$" "%s/files/$1"' % r,
+                 '<Location "/sc/">\n    Processing On\n%s'
+                 "    ProcessingInterval %dms\n    ProcessingDelay 0\n"
+                 "</Location>" % (all_, INTERVAL_MS),
+                 '<Location "/sc/0/">\n    Processing Off\n'
+                 "    CompatSlow %d\n</Location>" % sleep_for(BASIC_N),
+                 ('<Location "/sk/">\n    Processing On\n%s'
+                  "    ProcessingInterval %dms\n    ProcessingDelay 0\n"
+                  "</Location>" % (known, INTERVAL_MS)) if self.known else "",
+                 '<Files "compatpkg">\n    ForceType application/json\n'
+                 "</Files>",
                  "# The timeout runs behind proxies",
                  '<Location "/t/">\n    SetHandler proc-test\n'
                  "    Processing On\n    ProcessingInterval %s\n"
                  "</Location>" % SLOW_T_INTERVAL,
                  '<Location "/t/off/">\n    Processing Off\n</Location>',
                  "# WebDAV (neon: cadaver) and Subversion (serf)",
-                 'AliasMatch "^/davn/[0-9]+/(.*)$" "%s/dav/$1"' % r,
-                 '<Location "/davn/">\n    DAV On\n    Processing On\n'
+                 'AliasMatch "^/dav[nk]/[0-9]+/(.*)$" "%s/dav/$1"' % r,
+                 '<Location "/davn/">\n    DAV On\n    Processing On\n%s'
                  "    ProcessingInterval %dms\n    ProcessingDelay 0\n"
-                 "</Location>" % INTERVAL_MS,
-                 '<Location "/davn/0/">\n    Processing Off\n</Location>',
+                 "</Location>" % (all_, INTERVAL_MS),
+                 '<Location "/davn/0/">\n    Processing Off\n'
+                 '    <If "%%{REQUEST_URI} =~ m#/slow-#">\n'
+                 "        CompatSlow %d\n    </If>\n</Location>"
+                 % sleep_for(BASIC_N),
                  '<Location "/svn/">\n    DAV svn\n    SVNParentPath "%s/svn"\n'
-                 "    Processing On\n    ProcessingInterval %dms\n"
-                 "    ProcessingDelay 0\n</Location>" % (r, INTERVAL_MS),
+                 "    Processing On\n%s    ProcessingInterval %dms\n"
+                 "    ProcessingDelay 0\n</Location>" % (r, all_, INTERVAL_MS),
+                 '<LocationMatch "^/svn/n0-">\n    Processing Off\n'
+                 '    <If "%%{REQUEST_METHOD} == \'OPTIONS\'">\n'
+                 "        CompatSlow %d\n    </If>\n</LocationMatch>"
+                 % sleep_for(BASIC_N)]
+        if self.known:
+            conf += ['<Location "/davk/">\n    DAV On\n    Processing On\n'
+                     "%s    ProcessingInterval %dms\n    ProcessingDelay 0\n"
+                     "</Location>" % (known, INTERVAL_MS),
+                     '<Location "/svnk/">\n    DAV svn\n'
+                     '    SVNParentPath "%s/svn"\n    Processing On\n'
+                     "%s    ProcessingInterval %dms\n    ProcessingDelay 0\n"
+                     "</Location>" % (r, known, INTERVAL_MS)]
+        conf += [
                  ""]
         conf += per_n
         (r / "httpd.conf").write_text("\n".join(conf) + "\n")
@@ -315,14 +403,17 @@ class Origin:
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
-    def svn_repo(self, n):
-        """The repository /svn/nN/ (a copy of the template)."""
+    def svn_repo(self, n, known=False, tag="x"):
+        """A repository of its own for one run, /svn/nN-TAG-1/ (a copy of
+        the template; <Location "/svn/nN-"> gives it N 102s); /svnk/... is
+        the same under the known-client default."""
+        name = "n%d-%s-1" % (n, tag)
         with self._svn_lock:
-            d = self.root / "svn" / ("n%d" % n)
+            d = self.root / "svn" / name
             if not d.exists():
                 shutil.copytree(self.root / "svn-template", d)
                 run(["chown", "-R", "www-data:www-data", str(d)])
-        return "/svn/n%d/" % n
+        return "/%s/%s/" % ("svnk" if known else "svn", name)
 
     def log_lines(self, needle, want=1, timeout=3.0):
         """Access log records whose URL contains needle: dicts."""
@@ -331,12 +422,15 @@ class Origin:
             out = []
             with open(self.root / "logs" / "access.log", "rb") as f:
                 for ln in f.read().decode("latin-1").splitlines():
-                    p = ln.split(" ")
+                    p = ln.split(" ", 9)
                     if len(p) >= 8 and needle in p[7]:
+                        ua = p[9] if len(p) > 9 else '"-"'
                         out.append({"port": p[1], "k": int(p[2]),
                                     "sent": None if p[3] == "-" else int(p[3]),
                                     "status": p[4], "proto": p[5],
-                                    "method": p[6], "uri": p[7]})
+                                    "method": p[6], "uri": p[7],
+                                    "family": p[8] if len(p) > 8 else "-",
+                                    "ua": ua[1:-1].replace('\\"', '"')})
             if len(out) >= want or time.monotonic() > end:
                 return out
             time.sleep(0.1)
@@ -360,41 +454,6 @@ class Origin:
 # Clients: each returns a list of per-request results for [slow, fast]
 #   {"status": int|None, "ok": bool, "error": str|None, "info": str|None}
 
-def parse_client_output(out, expect):
-    got = {}
-    for ln in out.splitlines():
-        p = ln.split(" ")
-        if p[0] == "RESULT" and len(p) >= 5:
-            i = int(p[1])
-            got[i] = {"status": int(p[2]),
-                      "ok": int(p[2]) == 200 and int(p[3]) == len(expect[i - 1])
-                      and p[4] == md5(expect[i - 1]),
-                      "error": None if int(p[2]) == 200 else
-                      "status %s, %s body bytes" % (p[2], p[3]),
-                      "info": p[5] if len(p) > 5 else None}
-            if got[i]["status"] == 200 and not got[i]["ok"]:
-                got[i]["error"] = "wrong body (%s bytes)" % p[3]
-        elif p[0] == "ERROR" and len(p) >= 2:
-            got[int(p[1])] = {"status": None, "ok": False,
-                              "error": " ".join(p[2:])[:300], "info": None}
-    return [got.get(i + 1, {"status": None, "ok": False, "info": None,
-                            "error": "no result (output: %r)" % out[-300:]})
-            for i in range(len(expect))]
-
-
-def exec_client(argv, expect, timeout, env=None):
-    try:
-        r = subprocess.run(argv, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True,
-                           timeout=timeout, env=env)
-        out = r.stdout
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout.decode() if isinstance(e.stdout, bytes)
-               else (e.stdout or ""))
-        out += "\nERROR 1 harness: client killed after %ds" % timeout
-    return parse_client_output(out, expect)
-
-
 class Ctx:
     """What a client or proxy job needs: origin, work dir, tools."""
 
@@ -405,259 +464,71 @@ class Ctx:
         self.seq = 0
         self.lock = threading.Lock()
 
+    def java_classpath(self):
+        return ":".join([str(self.java_cp)] + [
+            "%s/%s" % (realclients.JARS, j) for j in realclients.JAVA_CP_LIBS])
+
     def tag(self, name):
         with self.lock:
             self.seq += 1
             return "%s-%d" % (re.sub(r"[^A-Za-z0-9]", "", name), self.seq)
 
 
-def urls_for(ctx, n, tag):
-    slow = "/c/%d/%s-1?sleep=%d&len=%d" % (n, tag, sleep_for(n), BODY_LEN)
-    fast = "/c/0/%s-2?len=%d" % (tag, FAST_LEN)
-    return [ctx.origin.url(slow), ctx.origin.url(fast)]
-
-
-EXPECT = [body_of(BODY_LEN), body_of(FAST_LEN)]
+EXPECT = [body_of(BODY_LEN), body_of(FAST_LEN)]   # the proxy runs
 
 
 def client_timeout(n):
     return sleep_for(n) / 1000.0 + 60
 
 
-def c_curl(ctx, n, tag):
-    u = urls_for(ctx, n, tag)
-    d = ctx.work / "out" / tag
-    d.mkdir(parents=True)
-    try:
-        out = run(["curl", "-sS", "--max-time", "300", "-w",
-                   "%{http_code} %{num_connects}\\n",
-                   "-o", str(d / "1"), u[0], "-o", str(d / "2"), u[1]],
-                  timeout=client_timeout(n), check=False)
-    except subprocess.TimeoutExpired:
-        out = "harness: killed"
-    lines = [ln for ln in out.splitlines() if re.match(r"^\d{3} \d+$", ln)]
-    res = []
-    for i in range(2):
-        f = d / str(i + 1)
-        st = int(lines[i].split()[0]) if i < len(lines) else None
-        b = f.read_bytes() if f.exists() else b""
-        ok = st == 200 and b == EXPECT[i]
-        res.append({"status": st, "ok": ok, "info": None,
-                    "error": None if ok else
-                    "status %s, %d bytes; curl said: %s"
-                    % (st, len(b), out.strip().replace("\n", " | ")[:300])})
-    return res
+MODES = ("off", "all", "known")
 
 
-def c_wget(ctx, n, tag):
-    u = urls_for(ctx, n, tag)
-    d = ctx.work / "out" / tag
-    d.mkdir(parents=True)
-    try:
-        r = subprocess.run(["wget", "--no-config", "-S", "--tries=1",
-                            "--timeout=300", "-P", str(d), u[0], u[1]],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, timeout=client_timeout(n))
-        out = r.stdout
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) \
-            else (e.stdout or "")
-        out += "\nharness: killed"
-    # one block per URL, starting "--date--  URL"; the last status line
-    # ("  HTTP/1.1 200 OK") of a block is what wget took as the response
-    blocks = re.split(r"^--\d{4}-\d\d-\d\d \d\d:\d\d:\d\d--  ", out,
-                      flags=re.M)[1:]
-    res = []
-    for i in range(2):
-        blk = blocks[i] if i < len(blocks) else ""
-        sts = re.findall(r"^  HTTP/1\.\d (\d{3})", blk, flags=re.M)
-        st = int(sts[-1]) if sts else None
-        files = list(d.glob("%s-%d*" % (tag, i + 1)))
-        b = files[0].read_bytes() if files else b""
-        ok = st == 200 and b == EXPECT[i]
-        err = None
-        if not ok:
-            tail = [ln.strip() for ln in blk.splitlines()
-                    if ln.strip() and not ln.startswith("  ")]
-            err = "statuses %s, %d bytes; wget: %s" % (
-                sts, len(b), " | ".join(tail[-3:])[:300])
-        res.append({"status": st, "ok": ok, "info": None, "error": err})
-    return res
-
-
-def c_python(mode):
-    def f(ctx, n, tag):
-        return exec_client(["/usr/bin/python3", str(HERE / "clients" /
-                                                    "pyclients.py"), mode]
-                           + urls_for(ctx, n, tag), EXPECT, client_timeout(n))
-    return f
-
-
-def c_node(mode):
-    def f(ctx, n, tag):
-        return exec_client(["node", str(HERE / "clients" / "nodeclients.js"),
-                            mode] + urls_for(ctx, n, tag), EXPECT,
-                           client_timeout(n))
-    return f
-
-
-def c_java(mode):
-    def f(ctx, n, tag):
-        return exec_client(["java", "-cp", str(ctx.java_cp), "JavaClients",
-                            mode] + urls_for(ctx, n, tag), EXPECT,
-                           client_timeout(n))
-    return f
-
-
-def c_go(ctx, n, tag):
-    return exec_client([str(ctx.goclient)] + urls_for(ctx, n, tag), EXPECT,
-                       client_timeout(n))
-
-
-def c_cadaver(ctx, n, tag):
-    """neon via cadaver: GET of a slowed file, then of a fast one."""
-    o = ctx.origin
-    name = "slow-%s.txt" % tag
-    (o.root / "dav" / name).write_bytes(body_of(BODY_LEN))
-    os.chmod(o.root / "dav" / name, 0o644)
-    d = ctx.work / "out" / tag
-    d.mkdir(parents=True)
-    script = "get %s %s/1\nget fast.txt %s/2\nquit\n" % (name, d, d)
-    try:
-        r = subprocess.run(["cadaver", o.url("/davn/%d/" % n)],
-                           input=script, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True,
-                           timeout=client_timeout(n),
-                           env=dict(os.environ, HOME=str(d)))
-        out = r.stdout
-    except subprocess.TimeoutExpired:
-        out = "harness: killed"
-    # "Downloading `...' to ...: failed:\n<neon's error>" per failed get
-    fails = re.findall(r"failed:\s*\n(.*)", out)
-    res = []
-    for i in range(2):
-        f = d / str(i + 1)
-        b = f.read_bytes() if f.exists() else b""
-        ok = b == EXPECT[i]
-        why = fails.pop(0) if (not ok and fails) else out.strip()[-200:]
-        res.append({"status": 200 if ok else None, "ok": ok, "info": None,
-                    "error": None if ok else "%d bytes; cadaver: %s" % (
-                        len(b), why.strip().replace("\n", " | ")[:300])})
-    return res
-
-
-def c_svn(ctx, n, tag):
-    """serf via svn cat: its first request (OPTIONS) is the slow one."""
-    path = ctx.origin.svn_repo(n)
-    d = ctx.work / "out" / tag
-    d.mkdir(parents=True)
-    try:
-        r = subprocess.run(["svn", "cat", "--non-interactive", "--config-dir",
-                            str(d / "cfg"), ctx.origin.url(path + "file.txt")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=client_timeout(n))
-        out, errs = r.stdout, r.stderr.decode(errors="replace")
-    except subprocess.TimeoutExpired:
-        out, errs = b"", "harness: killed"
-    ok = out == EXPECT[0]
-    res = {"status": 200 if ok else None, "ok": ok, "info": None,
-           "error": None if ok else "%d bytes; svn: %s" % (
-               len(out), errs.strip().replace("\n", " | ")[:300])}
-    return [res, dict(res)]
-
-
-# name, component label, version command, function, log needle kind
-CLIENTS = [
-    ("curl", lambda: " ".join(run(["curl", "--version"]).split()[:2]),
-     c_curl),
-    ("wget", lambda: " ".join(run(["wget", "--version"]).split()[:3]),
-     c_wget),
-    ("python-http.client",
-     lambda: "Python " + run(["/usr/bin/python3", "-V"]).split()[1],
-     c_python("http.client")),
-    ("python-requests",
-     lambda: run(["/usr/bin/python3", str(HERE / "clients" / "pyclients.py"),
-                  "version"]).strip(), c_python("requests")),
-    ("node-http", lambda: node_version(0, 1), c_node("http")),
-    ("node-fetch", lambda: node_version(0, 2), c_node("fetch")),
-    ("java-HttpClient", lambda: java_version(), c_java("httpclient")),
-    ("java-HttpURLConnection", lambda: java_version(),
-     c_java("urlconnection")),
-    ("go-net/http", lambda: run(["go", "version"]).split()[2], c_go),
-    ("neon-cadaver", lambda: "%s, %s" % tuple(
-        ln.split(":")[0].strip() for ln in
-        run(["cadaver", "--version"], check=False).splitlines()[:2]),
-     c_cadaver),
-    ("serf-svn", lambda: "svn %s, serf %s" % (
-        run(["svn", "--version", "--quiet"]).strip(),
-        dpkg_version("libserf-1-1")), c_svn),
-]
-
-
-def java_version():
-    m = re.search(r'version "([^"]+)".*\n.*\(build ([^)]+)\)',
-                  run(["java", "-version"]))
-    return "OpenJDK %s" % m.group(2) if m else "?"
-
-
-def node_version(*which):
-    parts = run(["node", str(HERE / "clients" / "nodeclients.js"),
-                 "version"]).strip().split(", ")
-    return ", ".join(parts[i] for i in which)
-
-
-def dpkg_version(pkg):
-    return run(["dpkg-query", "-W", "-f", "${Version}", pkg],
-               check=False).strip() or "?"
-
-
-def conn_reuse(ctx, name, tag, n):
-    """Did the second request come on the first one's connection?"""
-    o = ctx.origin
-    if name == "serf-svn":
-        recs = o.log_lines("/svn/n%d/" % n, want=2, timeout=2)
-        if not recs:
-            return None, None, "no log"
-        first = recs[0]
-        later = recs[1:]
-        same = [x for x in later if x["port"] == first["port"]]
-        return (first["sent"], bool(later) and len(same) == len(later),
-                "%d requests, %d connection(s)" % (
-                    len(recs), len({x["port"] for x in recs})))
-    if name == "neon-cadaver":
-        slow = o.log_lines("slow-%s.txt" % tag, want=1, timeout=2)
-        fast = [x for x in o.log_lines("/davn/%d/fast.txt" % n, want=1,
-                                       timeout=1)]
-        recs = o.log_lines("/davn/%d/" % n, want=1, timeout=0)
-    else:
-        slow = o.log_lines("/%s-1" % tag, want=1, timeout=2)
-        fast = o.log_lines("/%s-2" % tag, want=1, timeout=1)
-    if not slow:
-        return None, None, "slow request not logged yet (client gave up?)"
-    sent = slow[0]["sent"]
-    if not fast:
-        return sent, None, "second request never reached the origin"
-    same = fast[-1]["port"] == slow[0]["port"]
-    return sent, same, "second request on %s connection" % (
-        "the same" if same else "a new")
-
-
-def client_step(ctx, name, fn, n):
+def client_step(ctx, name, driver, ka, mode, n):
+    """One run of a client: the slow request (N 102s under mode), then, for
+    keep-alive drivers, the fast ones. Checked against the origin's log:
+    how many 102s went out, the User-Agent, the connection of each."""
     tag = ctx.tag(name)
+    req = realclients.Req(ctx.origin, ctx.work, mode, n, tag, ka)
     t0 = time.monotonic()
-    res = fn(ctx, n, tag)
+    try:
+        res = driver(req, ctx)
+    except Exception as e:
+        res = [{"status": None, "ok": False,
+                "error": "harness: %s: %s" % (type(e).__name__, e)}]
     took = round(time.monotonic() - t0, 1)
-    if res[0]["ok"]:
-        sent, same, note = conn_reuse(ctx, name, tag, n)
-    else:
-        sent, same, note = None, None, ""
-    step = {"n": n, "ok": res[0]["ok"], "second_ok": res[1]["ok"],
-            "same_conn": same, "sent": sent, "conn": note, "secs": took,
-            "first": res[0], "second": res[1]}
-    say("  %-24s N=%-4d %s%s (%.1fs) %s" % (
-        name, n, "ok" if step["ok"] else "FAIL",
-        "" if sent is None else " sent=%s" % sent, took,
-        "" if step["ok"] else res[0]["error"]))
+    recs = ctx.origin.log_lines("%s-" % tag, want=1,
+                                timeout=2 if res[0]["ok"] else 0.5)
+    byi = {}
+    for x in recs:
+        m = re.search(r"[/-]%s-(\d+)(?:[/?.]|$)" % re.escape(tag),
+                      x["uri"])
+        if m:
+            byi.setdefault(int(m.group(1)), []).append(x)
+    slow = byi.get(1, [])
+    sent = max([x["sent"] or 0 for x in slow]) if slow else None
+    ports = {x["port"] for x in slow}
+    fast = [x for i in range(2, realclients.KA_FAST + 2)
+            for x in byi.get(i, [])[:1]]
+    same = sum(1 for x in fast if x["port"] in ports)
+    ka_ok = all(r["ok"] for r in res[1:]) if ka and len(res) > 1 else None
+    step = {"mode": mode, "n": n if mode != "off" else 0, "ok": res[0]["ok"],
+            "ka_ok": ka_ok, "sent": sent,
+            "requests": len(res),
+            "fast_logged": len(fast), "fast_same_conn": same,
+            "slow_connections": len(ports),
+            "user_agent": slow[0]["ua"] if slow else None,
+            "proto": slow[0]["proto"] if slow else None,
+            "family": slow[0]["family"] if slow else None,
+            "secs": took, "results": res}
+    bad = [r for r in res[1:] if not r["ok"]]
+    say("  %-24s %-5s N=%-3d %s%s%s (%.1fs) %s" % (
+        name[:24], mode, step["n"], "ok" if step["ok"] else "FAIL",
+        "" if sent is None else " sent=%s" % sent,
+        "" if ka_ok is None else " ka=%s %d/%d same" % (
+            "ok" if ka_ok else "FAIL", same, len(fast)), took,
+        res[0]["error"] if not step["ok"] else
+        (bad[0]["error"] if bad else "")))
     return step
 
 
@@ -668,6 +539,8 @@ def exact_step(fn, n):
         st = fn(n)
         if not st["ok"] or st["sent"] is None or st["sent"] >= n:
             return st
+        if st["sent"] == 0 and st.get("proto") == "HTTP/1.0":
+            return st      # the module sends no 102 to HTTP/1.0 requests
         say("  (N=%d: the module sent only %s 102s; again)" % (n, st["sent"]))
     st["inexact"] = True
     return st
@@ -702,20 +575,36 @@ def bisect_cap(step_fn, maxn, ok_of=lambda s: s["ok"]):
     return lo, steps
 
 
-def client_job(ctx, name, version_fn, fn):
+def client_job(ctx, name, version_fn, driver, ka, how):
+    """Baseline (no 102s), every client allowed (cap by bisection), the
+    known-client default (with the largest N), for one client."""
     say("client %s" % name)
     try:
         version = version_fn()
     except Exception as e:
         version = "? (%s)" % e
+    out = {"kind": "client", "name": name, "version": version, "how": how,
+           "keepalive_probe": ka, "maxn": ctx.maxn}
+    out["off"] = client_step(ctx, name, driver, ka, "off", BASIC_N)
     cap, steps = bisect_cap(
-        lambda n: exact_step(lambda m: client_step(ctx, name, fn, m), n),
+        lambda n: exact_step(
+            lambda m: client_step(ctx, name, driver, ka, "all", m), n),
         ctx.maxn)
-    basic = steps[min(BASIC_N, ctx.maxn)]
-    fail = steps.get(cap + 1)
-    return {"kind": "client", "name": name, "version": version, "cap": cap,
-            "maxn": ctx.maxn, "basic": basic, "beyond": fail,
-            "steps": [steps[k] for k in sorted(steps)]}
+    out["cap"] = cap
+    out["all"] = steps[min(BASIC_N, ctx.maxn)]
+    out["beyond"] = steps.get(cap + 1)
+    out["steps"] = [steps[k] for k in sorted(steps)]
+    if ctx.origin.known:
+        out["known"] = client_step(ctx, name, driver, ka, "known", ctx.maxn)
+    else:
+        out["known"] = None
+    for st in [out["off"], out["all"]] + out["steps"]:
+        if st.get("user_agent") is not None:
+            out["user_agent"] = st["user_agent"]
+            break
+    else:
+        out["user_agent"] = None
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -1038,40 +927,41 @@ def proxy_job(ctx, name, version_fn, conf_fn, timeout_name):
 # ---------------------------------------------------------------------------
 # Report
 
-def verdict_client(r):
-    b = r["basic"]
-    if b["ok"] and b["second_ok"]:
-        base = "works"
-    elif b["ok"]:
-        base = "final response ok, second request fails"
-    else:
-        base = "BREAKS"
-    return base
+def mode_cell(st):
+    """ok / FAIL (what happened) for one mode's step."""
+    if st is None:
+        return "n/a"
+    r0 = st["results"][0]
+    cell = "ok" if st["ok"] else "FAIL (%s)" % (r0["error"] or "?")[:160]
+    if st["sent"] is not None and st["mode"] != "off":
+        cell += ", %s 102s" % st["sent"]
+        if st["sent"] == 0 and st.get("proto") == "HTTP/1.0":
+            cell += " (HTTP/1.0 request)"
+    if st["mode"] == "known" and st.get("family") not in (None, "-"):
+        cell += " [%s]" % st["family"]
+    return cell
 
 
-def describe_client(r):
-    b = r["basic"]
-    parts = []
-    if not b["ok"]:
-        parts.append("with %d 102s: %s" % (b["n"], b["first"]["error"]))
-        if b["secs"] > sleep_for(b["n"]) / 1000.0 + 5:
-            parts.append("the client returned only after %ss (the origin "
-                         "closes idle connections after 15 s)" % b["secs"])
-        if b["second"]["error"]:
-            parts.append("second request: %s" % b["second"]["error"])
-    else:
-        parts.append("final response and body correct")
-        if b["second_ok"]:
-            parts.append("second request ok (%s)" % (b["conn"] or "?"))
-        else:
-            parts.append("second request: %s" % b["second"]["error"])
-    if r["cap"] >= r["maxn"]:
-        parts.append("accepted %d 102s (the module's maximum) without a "
-                     "limit" % r["maxn"])
-    elif r["beyond"]:
-        parts.append("at %d 102s: %s" % (r["beyond"]["n"],
-                                         r["beyond"]["first"]["error"]))
-    return "; ".join(parts)
+def ka_cell(st):
+    if st is None or st.get("ka_ok") is None:
+        return "n/a"
+    bad = [(i + 2, r) for i, r in enumerate(st["results"][1:])
+           if not r["ok"]]
+    cell = "ok" if st["ka_ok"] else "FAIL: %d of %d wrong (req %d: %s)" % (
+        len(bad), len(st["results"]) - 1, bad[0][0],
+        (bad[0][1]["error"] or "?")[:100])
+    return cell + "; %d/%d on the slow request's connection" % (
+        st["fast_same_conn"], st["fast_logged"])
+
+
+def client_verdict(r):
+    """works / BREAKS under 'every client allowed' (N = BASIC_N)."""
+    st = r["all"]
+    if not r["off"]["ok"]:
+        return "driver fails"
+    if st["ok"] and st.get("ka_ok") in (True, None):
+        return "works"
+    return "BREAKS"
 
 
 def cap_str(cap, maxn):
@@ -1102,7 +992,9 @@ def describe_proxy(r):
     return "; ".join(parts)
 
 
-def write_report(results, out_path, started, argv, maxn, extra=None):
+def write_report(results, out_path, started, argv, maxn, extra=None,
+                 client_maxn=None):
+    client_maxn = client_maxn or maxn
     now = datetime.datetime.now(datetime.timezone.utc)
     lines = ["# mod_processing: client and reverse-proxy compatibility",
              "",
@@ -1120,29 +1012,80 @@ def write_report(results, out_path, started, argv, maxn, extra=None):
              "(`%%{processing-sent}n`)." % (
                  first_line(["apache2", "-v"]).split("/")[-1],
                  INTERVAL_MS, INTERVAL_MS, TAIL_MS),
-             "The cap is the largest N for which the client still returned "
-             "the final response with the right body (bisection over 0..%d; "
-             "'>= %d' means no cap up to the module's limit)." % (maxn, maxn),
+             "The cap is the largest N for which the client or proxy still "
+             "returned the final response with the right body (bisection "
+             "over 0..%d for clients, 0..%d for proxies; '>= N' means no cap "
+             "up to the search's limit)." % (client_maxn, maxn),
              ""]
     clients = [r for r in results if r.get("kind") == "client"]
     proxies = [r for r in results if r.get("kind") == "proxy"]
     errors = [r for r in results if r.get("kind") == "error"]
     if clients:
+        known = any(r.get("known") for r in clients)
         lines += ["## Clients", "",
-                  "| client | version | %d 102s | 2nd request, same "
-                  "connection | cap | what happens |" % BASIC_N,
-                  "|---|---|---|---|---|---|"]
+                  "Each client as its users run it: default User-Agent, "
+                  "default settings (the 'how' column says what the driver "
+                  "does). Three runs: **no 102s** (`Processing Off`: proves "
+                  "the driver), **all** (102s to every client: `%s`; %d 102s; "
+                  "the cap is bisected over 0..%d with the same request), "
+                  "**known** (the new default `ProcessingClients known`, "
+                  "ProcessingMaxCount %d%s). Keep-alive probe (under all, %d "
+                  "102s): the slow request, then %d fast requests, each with "
+                  "a body of its own length, on the client's connection "
+                  "(the origin's log shows which came on the slow request's "
+                  "connection)." % (
+                      "ProcessingClients all" if known else
+                      "Processing On, no processing-clients.conf", BASIC_N,
+                      client_maxn, client_maxn,
+                      "" if known else ": **not measured**, this tree's "
+                      "module has no ProcessingClients directive yet",
+                      BASIC_N, realclients.KA_FAST),
+                  "",
+                  "| client | version | User-Agent | no 102s | all | "
+                  "keep-alive probe | cap | known | how |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in clients:
-            b = r["basic"]
-            lines.append("| %s | %s | %s | %s | %s | %s |" % (
-                r["name"], r["version"].replace("|", "/"),
-                "ok" if b["ok"] else "FAIL",
-                ("ok" if b["second_ok"] else "FAIL") + (
-                    "" if b["same_conn"] is None else
-                    (", same" if b["same_conn"] else ", new connection")),
-                cap_str(r["cap"], r["maxn"]),
-                describe_client(r).replace("|", "/")))
+            cap = cap_str(r["cap"], r["maxn"])
+            if r["beyond"] and r["cap"] < r["maxn"]:
+                cap += " (at %d: %s)" % (
+                    r["beyond"]["n"],
+                    (r["beyond"]["results"][0]["error"] or "?")[:100])
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
+                str(x).replace("|", "/").replace("\n", " ") for x in (
+                    r["name"], r["version"],
+                    "`%s`" % r["user_agent"] if r["user_agent"] not in
+                    (None, "-", "") else "(none)" if r["user_agent"] in
+                    ("-", "") else "?",
+                    mode_cell(r["off"]), mode_cell(r["all"]),
+                    ka_cell(r["all"]), cap, mode_cell(r.get("known")),
+                    r["how"])))
         lines.append("")
+        broke = [r for r in clients if client_verdict(r) == "BREAKS"]
+        lines += ["Break on 102s (single request or keep-alive probe): " +
+                  (", ".join(r["name"] for r in broke) or "none") + ".", ""]
+        anon = [r["name"] for r in clients if client_verdict(r) == "works"
+                and r["all"].get("sent") and r["user_agent"] in ("", "-")]
+        if anon:
+            lines += ["Handle 102s but send no User-Agent (a known-client "
+                      "list cannot tell them from Python's http.client, "
+                      "which breaks): " + ", ".join(anon) + ".", ""]
+        if known:
+            lost = [r["name"] for r in clients if r.get("known") and
+                    client_verdict(r) == "works" and r["all"].get("sent")
+                    and not r["known"].get("sent")]
+            kbad = [r["name"] for r in clients if r.get("known") and
+                    (not r["known"]["ok"] or r["known"].get("ka_ok") is False)]
+            lines += ["Under the known-client default: %s fail%s; "
+                      "handle 102s but get none (allow them with `Prefer: "
+                      "processing` or `SetEnvIf ... force-processing`): %s."
+                      % (", ".join(kbad) or "none",
+                         "s" if len(kbad) == 1 else "",
+                         ", ".join(lost) or "none"), ""]
+        h10 = [r["name"] for r in clients if r["all"].get("sent") == 0
+               and r["all"].get("proto") == "HTTP/1.0"]
+        if h10:
+            lines += ["Send HTTP/1.0 requests, so get no 102s in any mode: " +
+                      ", ".join(h10) + ".", ""]
     if proxies:
         lines += ["## Reverse proxies", "",
                   "Timeout runs: proxy upstream timeout %ds, handler %d ms, "
@@ -1213,17 +1156,34 @@ def os_release():
 # ---------------------------------------------------------------------------
 
 def build_clients(work):
+    """Java and Go clients; one that does not build is reported by its
+    runs (java: class not found), the others still run."""
     j = work / "build" / "java"
     j.mkdir(parents=True, exist_ok=True)
-    run(["javac", "-d", str(j), str(HERE / "clients" / "JavaClients.java")],
-        timeout=300)
+    cp = ":".join("%s/%s" % (realclients.JARS, x)
+                  for x in realclients.JAVA_CP_LIBS)
+    srcs = [HERE / "clients" / "JavaClients.java"]
+    try:
+        run(["javac", "-nowarn", "-d", str(j), "-cp", cp] + [str(x) for x in srcs],
+            timeout=300)
+        for extra in ("ApacheHc4", "ApacheHc5", "OkHttp3"):
+            try:
+                run(["javac", "-nowarn", "-d", str(j), "-cp", "%s:%s" % (j, cp),
+                     str(HERE / "clients" / (extra + ".java"))], timeout=300)
+            except Exception as e:
+                say("java client %s not built: %s" % (extra, e))
+    except Exception as e:
+        say("java clients not built: %s" % e)
     g = work / "build" / "go"
     g.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "clients" / "goclient.go", g / "goclient.go")
     env = dict(os.environ, GOCACHE=str(g / "cache"), GOPATH=str(g / "path"),
                GO111MODULE="off", GOFLAGS="", GOPROXY="off")
-    run(["go", "build", "-o", "goclient", "goclient.go"], cwd=g, env=env,
-        timeout=600)
+    try:
+        run(["go", "build", "-o", "goclient", "goclient.go"], cwd=g, env=env,
+            timeout=600)
+    except Exception as e:
+        say("go client not built: %s" % e)
 
 
 def main():
@@ -1233,9 +1193,13 @@ def main():
                     help="all (default) or origin")
     ap.add_argument("--only", default="",
                     help="comma-separated substrings of client/proxy names")
-    ap.add_argument("--max", type=int, default=MODULE_MAX,
-                    help="largest N tried in the cap search")
-    ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--max", type=int, default=128,
+                    help="largest N tried in a client's cap search")
+    ap.add_argument("--proxy-max", type=int, default=MODULE_MAX,
+                    help="largest N tried in a proxy's cap search")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-proxies", action="store_true",
+                    help="measure the clients only")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory under /tmp")
     ap.add_argument("--out", default=str(HERE / "results.md"))
@@ -1256,8 +1220,9 @@ def main():
         CLEANUP.append(work)
     LOG = open(work / "run.log", "w")
     say("work directory %s" % work)
-    maxn = max(1, min(args.max, MODULE_MAX))
-    origin = Origin(work, maxn)
+    cmaxn = max(1, min(args.max, MODULE_MAX))
+    maxn = max(1, min(args.proxy_max, MODULE_MAX))
+    origin = Origin(work, max(maxn, cmaxn), cmaxn)
     results = []
     try:
         origin.build()
@@ -1266,21 +1231,25 @@ def main():
             say("origin up; Ctrl-C to stop")
             while True:
                 time.sleep(3600)
+        say("ProcessingClients: %s" % (
+            "known here (the known-client column is measured)"
+            if origin.known else "not in this module (known column skipped)"))
         build_clients(work)
-        ctx = Ctx(origin, work, maxn)
+        ctx = Ctx(origin, work, cmaxn)
+        pctx = Ctx(origin, work, maxn)
         only = [s for s in args.only.split(",") if s]
 
         def chosen(name):
             return not only or any(s.lower() in name.lower() for s in only)
         jobs = []
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            for name, vf, fn in CLIENTS:
+            for name, vf, fn, ka, how in realclients.CLIENTS:
                 if chosen(name):
                     jobs.append((name, pool.submit(client_job, ctx, name, vf,
-                                                   fn)))
+                                                   fn, ka, how)))
             for name, vf, cf, tn in PROXIES:
-                if chosen(name):
-                    jobs.append((name, pool.submit(proxy_job, ctx, name, vf,
+                if chosen(name) and not args.no_proxies:
+                    jobs.append((name, pool.submit(proxy_job, pctx, name, vf,
                                                    cf, tn)))
             for name, fut in jobs:
                 try:
@@ -1296,7 +1265,8 @@ def main():
                                               default=str) + "\n")
         if results:
             write_report(results, args.out, started,
-                         ["compat/run-compat"] + sys.argv[1:], maxn)
+                         ["compat/run-compat"] + sys.argv[1:], maxn,
+                         client_maxn=cmaxn)
             say("wrote %s and %s" % (args.out, args.json))
         errlog = origin.root / "logs" / "error.log"
         if errlog.exists():

@@ -1,10 +1,11 @@
 // Node clients for compat/run-compat.
 //
-// usage: node nodeclients.js http|fetch URL1 URL2
+// usage: node nodeclients.js http|fetch|axios|got URL...   (or: version)
 //
-// Fetches URL1 then URL2 (http: one keep-alive Agent with one socket;
-// fetch: the global fetch, undici's pooled keep-alive connection) and
-// prints per request:
+// Fetches the URLs one after the other (http: one keep-alive Agent with one
+// socket; fetch: the global fetch, undici's pooled keep-alive connection;
+// axios and got from npm, installed by compat/setup-deps into
+// $COMPAT_NODE_PATH, with their defaults) and prints per request:
 //   RESULT <i> <status> <body length> <md5 of body> [<1xx seen>]
 //   ERROR <i> <message>
 'use strict';
@@ -43,18 +44,38 @@ async function viaFetch(url) {
   return [r.status, body, '-'];
 }
 
+// axios and got live outside the tree (compat/setup-deps installs them)
+const NPM = process.env.COMPAT_NODE_PATH || '/var/cache/mod_processing-compat/npm/node_modules';
+
+async function viaAxios(url) {
+  const axios = require(`${NPM}/axios`);
+  const r = await axios.get(url, { responseType: 'arraybuffer', timeout: 300000, validateStatus: () => true });
+  return [r.status, Buffer.from(r.data), '-'];
+}
+
+let gotMod = null;
+async function viaGot(url) {
+  if (!gotMod) gotMod = (await import(`${NPM}/got/dist/source/index.js`)).default;
+  const r = await gotMod(url, { responseType: 'buffer', throwHttpErrors: false, retry: { limit: 0 }, timeout: { request: 300000 } });
+  return [r.statusCode, r.body, '-'];
+}
+
+function npmVersion(name) {
+  try { return require(`${NPM}/${name}/package.json`).version; } catch (e) { return '?'; }
+}
+
 async function main() {
   const [mode, ...urls] = process.argv.slice(2);
   if (mode === 'version') {
-    console.log(`node ${process.versions.node}, llhttp ${process.versions.llhttp}, undici ${process.versions.undici}`);
+    console.log(`node ${process.versions.node}, llhttp ${process.versions.llhttp}, undici ${process.versions.undici}, axios ${npmVersion('axios')}, got ${npmVersion('got')}`);
     return;
   }
-  const get = mode === 'http' ? viaHttp : viaFetch;
+  const get = { http: viaHttp, fetch: viaFetch, axios: viaAxios, got: viaGot }[mode];
   for (let i = 0; i < urls.length; i++) {
     // undici hands the connection back to its pool only after the body
     // was consumed, asynchronously: without a pause the next fetch opens a
     // new connection even when no 102 was involved
-    if (i > 0 && mode === 'fetch') await new Promise((r) => setTimeout(r, 200));
+    if (i > 0 && mode !== 'http') await new Promise((r) => setTimeout(r, 200));
     try {
       const [status, body, info] = await get(urls[i]);
       res(i + 1, status, body, info);
