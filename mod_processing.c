@@ -139,26 +139,51 @@ typedef struct {
     int configured;                 /* any of the above set here */
 } proc_dir_cfg;
 
-/* A client family measured to handle 102s (compat/results.md).  A
- * User-Agent belongs to it when it starts with `prefix` and, where set,
- * also contains `contains`: plain string tests, cheap enough for every
- * request, and easy to check against the measured User-Agents
- * (compat/test_known_clients.py reads this table). */
+/* A client family measured to handle 102s, on one request and on a
+ * kept-alive connection (compat/results.md).  A User-Agent belongs to it
+ * when it starts with `prefix` and, where set, also contains `contains`,
+ * or, with `exact`, is just `prefix`: plain string tests, cheap enough
+ * for every request, and easy to check against the measured User-Agents
+ * (compat/test_known_clients.py reads this table).  Browsers are told
+ * from programs that imitate them (Qt5 sends exactly "Mozilla/5.0", Tcl
+ * "Mozilla/5.0 (Unix; ...) http/2.9.8") by their engine's token. */
 typedef struct {
     const char *name;               /* the processing-client note */
     const char *prefix;
     const char *contains;           /* or NULL */
+    int exact;                      /* the User-Agent is just prefix */
     int cap;                        /* most 102s it takes, 0 = no limit */
 } proc_known_client;
 
-/* BEGIN known clients (compat/known-clients.json has the evidence) */
+/* BEGIN known clients */
 static const proc_known_client proc_known_clients[] = {
-    {"curl",            "curl/",              NULL,           0},
-    {"wget",            "Wget/",              NULL,           0},
-    {"java-httpclient", "Java-http-client/",  NULL,           8},
-    {"go",              "Go-http-client/",    NULL,           5},
-    {"neon",            "cadaver/",           " neon/",       127},
-    {NULL, NULL, NULL, 0}
+    {"curl",              "curl/",              NULL,                 0, 0},
+    {"wget",              "Wget/",              NULL,                 0, 0},
+    {"aria2",             "aria2/",             NULL,                 0, 0},
+    {"lftp",              "lftp/",              NULL,                 0, 0},
+    {"npm",               "npm/",               " node/v",            0, 0},
+    {"python-aiohttp",    "Python/",            " aiohttp/",          0, 0},
+    {"python-httpx",      "python-httpx/",      NULL,                 0, 0},
+    {"perl-http-tiny",    "HTTP-Tiny/",         NULL,                 0, 0},
+    {"perl-mojolicious",  "Mojolicious (Perl)", NULL,                 1, 0},
+    {"ruby-net-http",     "Ruby",               NULL,                 1, 0},
+    {"java-httpclient",   "Java-http-client/",  NULL,                 0, 8},
+    {"apache-httpclient", "Apache-HttpClient/", " (Java/",            0, 0},
+    {"node-fetch",        "node",               NULL,                 1, 0},
+    {"node-axios",        "axios/",             NULL,                 0, 0},
+    {"node-got",          "got (https://github.com/sindresorhus/got)",
+                                                NULL,                 1, 0},
+    {"go",                "Go-http-client/1.1", NULL,                 1, 5},
+    {"rclone",            "rclone/",            NULL,                 0, 5},
+    {"gvfs",              "gvfs/",              NULL,                 0, 0},
+    {"neon",              "cadaver/",           " neon/",             0, 127},
+    {"davix",             "libdavix/",          NULL,                 0, 0},
+    {"check_curl",        "check_curl/",        NULL,                 0, 0},
+    {"chromium",          "Mozilla/5.0 (",
+                          "(KHTML, like Gecko) HeadlessChrome/",      0, 0},
+    {"firefox",           "Mozilla/5.0 (",      ") Gecko/20100101 Firefox/",
+                                                                      0, 0},
+    {NULL, NULL, NULL, 0, 0}
 };
 /* END known clients */
 
@@ -1546,8 +1571,9 @@ static const proc_known_client *proc_known_family(request_rec *r)
         return NULL;
     }
     for (k = proc_known_clients; k->name; k++) {
-        if (!strncmp(ua, k->prefix, strlen(k->prefix))
-            && (!k->contains || strstr(ua, k->contains))) {
+        if (k->exact ? !strcmp(ua, k->prefix)
+                     : (!strncmp(ua, k->prefix, strlen(k->prefix))
+                        && (!k->contains || strstr(ua, k->contains)))) {
             return k;
         }
     }
