@@ -169,6 +169,18 @@ def tls_client(version):
     return ctx
 
 
+def ssl_lines_on_watchdog(lines):
+    """mod_ssl's log lines (at trace3 its info callback logs every
+    handshake step) written from a thread that sent a 102: the watchdog."""
+    wd_tids = {ln.split("tid ")[1].split("]")[0] for ln in lines
+               if "[processing:" in ln and "tid " in ln
+               and ("sent 102 Processing" in ln
+                    or "TLS handshake messages pending" in ln)}
+    assert wd_tids, "no watchdog line seen"
+    return [ln for ln in lines if "[ssl:" in ln
+            and any(f"tid {t}]" in ln for t in wd_tids)]
+
+
 class TestTLSHandshakeInSubrequest:
     """Hole 1: a lookup subrequest (as mod_dav's COPY Destination lookup)
     or an internal redirect into a <Location> with SSLVerifyClient
@@ -184,8 +196,10 @@ class TestTLSHandshakeInSubrequest:
         make_cert(env)
         make_client_cert(env)
         self.__class__.port = free_port()
-        env.install(tls_paths_conf(env, self.port), mpm=mpm,
-                    modules=tls_modules(mpm))
+        env.install(tls_paths_conf(
+            env, self.port,
+            ssl_log="LogLevel notice ssl:trace3 processing:debug"),
+            mpm=mpm, modules=tls_modules(mpm))
 
     def one(self, version, path, headers, answer_after):
         with Connection.open("127.0.0.1", self.port, timeout=15,
@@ -230,10 +244,13 @@ class TestTLSHandshakeInSubrequest:
             except (OSError, ProtocolError, ssl.SSLError) as e:
                 return f"{type(e).__name__}: {e}"
 
+        env.log.skip()
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(run, range(12)))
         failures = [x for x in results if isinstance(x, str)]
         assert not failures, failures
+        on_wd = ssl_lines_on_watchdog(env.log.recent())
+        assert not on_wd, on_wd[:3]
         # 102s keep coming after the handshake: ~7 to 10 per request
         assert min(results) >= 2, results
         bad = env.log.check()
@@ -325,14 +342,7 @@ class TestTLSKeyUpdate:
             (r,) = parse_responses(p.stdout)
             assert r.status == 200 and r.body == pattern(100)
         time.sleep(0.3)
-        lines = env.log.recent()
-        wd_tids = {ln.split("tid ")[1].split("]")[0] for ln in lines
-                   if "[processing:" in ln and "tid " in ln
-                   and ("sent 102 Processing" in ln
-                        or "TLS handshake messages pending" in ln)}
-        assert wd_tids, "no watchdog line seen"
-        ssl_on_wd = [ln for ln in lines if "[ssl:" in ln
-                     and any(f"tid {t}]" in ln for t in wd_tids)]
+        ssl_on_wd = ssl_lines_on_watchdog(env.log.recent())
         assert not ssl_on_wd, ssl_on_wd[:5]
         env.log.check()
 
@@ -422,3 +432,86 @@ class TestUngracefulStop:
             for c in conns:
                 c.close()
             env.start()
+
+
+class FifoLog:
+    """A FIFO as httpd's error log, read by a thread that copies it to the
+    real log file and can stop reading for a while (a stuck log pipe)."""
+
+    def __init__(self, fifo, out):
+        os.mkfifo(fifo, 0o600)
+        self.fifo, self.out = fifo, out
+        self.reading = threading.Event()
+        self.reading.set()
+        self.done = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.done:
+            with open(self.fifo, "rb", buffering=0) as f, \
+                    open(self.out, "ab") as o:
+                while True:
+                    self.reading.wait()
+                    data = f.read(4096)
+                    if not data:
+                        break
+                    o.write(data)
+                    o.flush()
+
+
+class TestLoggingOutsideTheLock:
+    """Hole 6: the watchdog must not log while holding the lock. With an
+    error log that stops taking lines (a pipe or FIFO nobody reads), the
+    watchdog's debug lines block it; arming a request in the same child
+    must not wait for that (the old module held the lock there, and the
+    fast request below never got its answer)."""
+
+    def test_blocked_log_does_not_stall_arming(self, env):
+        fifo = env.path("logs", "error_fifo")
+        log = FifoLog(fifo, env.error_log_path)
+        env.install(f"""
+ErrorLog "{fifo}"
+<IfModule mpm_event_module>
+    ServerLimit 1
+    StartServers 1
+    ThreadsPerChild 64
+    MaxRequestWorkers 64
+    MinSpareThreads 1
+    MaxSpareThreads 64
+</IfModule>
+<Location /pt>
+{BUSY}
+</Location>
+<Location /quiet>
+    SetHandler proc-test
+    Processing On
+    LogLevel warn
+</Location>
+""", mpm="event")
+        conns = []
+        try:
+            log.reading.clear()
+            # 30 requests, a 102 (and a debug line) each every 100 ms:
+            # the FIFO's 64 KiB are full within about two seconds.
+            for _ in range(30):
+                c = env.connect(timeout=30)
+                c.request("GET", "/pt?sleep=8000&len=10")
+                conns.append(c)
+            for _ in range(5):
+                time.sleep(1)
+                t0 = time.monotonic()
+                with env.connect(timeout=30) as c:
+                    c.request("GET", "/quiet?len=5", close=True)
+                    q = c.read_response(timeout=8)
+                took = time.monotonic() - t0
+                assert q.status == 200
+                assert took < 3, f"a fast request took {took:.1f} s"
+        finally:
+            log.reading.set()
+            for c in conns:
+                c.close()
+            env.stop()
+            log.done = True
+            time.sleep(0.5)
+            env.log.skip()
+            env.install("", mpm="event")
