@@ -757,8 +757,12 @@ static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
 /* Watchdog lifecycle (child process)                                 */
 
 /* The watchdog's own pool, on an allocator no other thread uses: the
- * worker that starts the thread allocates from it once, before the thread
- * exists, and then only the thread does. */
+ * worker that starts the thread allocates from it before the thread
+ * exists, and then only the thread does.  It also holds the lock and the
+ * condition variable.  Unmanaged (no parent), so that nothing destroys it
+ * behind our back: a watchdog that never returns at child exit may still
+ * be inside the condition variable, whose destruction would wait for it
+ * (proc_wd_stop). */
 static apr_status_t proc_wd_make_pool(void)
 {
     apr_allocator_t *allocator;
@@ -768,7 +772,7 @@ static apr_status_t proc_wd_make_pool(void)
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    rv = apr_pool_create_ex(&proc_wd.pool, NULL, NULL, allocator);
+    rv = apr_pool_create_unmanaged_ex(&proc_wd.pool, NULL, allocator);
     if (rv != APR_SUCCESS) {
         apr_allocator_destroy(allocator);
         return rv;
@@ -924,7 +928,9 @@ static int proc_wd_wait_exit(void)
  * between releasing it and waking the watchdog that waits for it, which
  * then never wakes.  So the lock is only tried and the thread only waited
  * for, each for about a second; a watchdog that does not return is left to
- * the process's exit, with everything it could touch. */
+ * the process's exit, with everything it could touch: its pool, with the
+ * lock and the condition variable (glibc's pthread_cond_destroy() would
+ * wait for it), and the heap. */
 static apr_status_t proc_wd_stop(void *data)
 {
     apr_status_t rv;
@@ -961,13 +967,13 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
     APR_RING_INIT(&proc_wd.conns, proc_conn, link);
     proc_wd.s = s;
     proc_wd.sleep_until = PROC_NEVER;
-    rv = apr_thread_mutex_create(&proc_wd.mutex, APR_THREAD_MUTEX_DEFAULT,
-                                 pchild);
+    rv = proc_wd_make_pool();
     if (rv == APR_SUCCESS) {
-        rv = apr_thread_cond_create(&proc_wd.wakeup, pchild);
+        rv = apr_thread_mutex_create(&proc_wd.mutex, APR_THREAD_MUTEX_DEFAULT,
+                                     proc_wd.pool);
     }
     if (rv == APR_SUCCESS) {
-        rv = proc_wd_make_pool();
+        rv = apr_thread_cond_create(&proc_wd.wakeup, proc_wd.pool);
     }
     if (rv == APR_SUCCESS && !(proc_wd.tls_out = BIO_new(BIO_s_mem()))) {
         rv = APR_ENOMEM;

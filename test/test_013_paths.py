@@ -8,6 +8,8 @@ each response is read as raw bytes by the strict parser (proc.http1), which
 fails on any byte of a 102 inside or after a final response."""
 
 import os
+import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -515,3 +517,80 @@ ErrorLog "{fifo}"
             time.sleep(0.5)
             env.log.skip()
             env.install("", mpm="event")
+
+
+class Ptrace:
+    """Stops one thread of another process (PTRACE_SEIZE + INTERRUPT):
+    the rest of the process runs on."""
+
+    SEIZE, INTERRUPT, DETACH = 0x4206, 0x4207, 17
+
+    def __init__(self):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long,
+                                     ctypes.c_void_p, ctypes.c_void_p]
+        self.libc.ptrace.restype = ctypes.c_long
+
+    def stop(self, tid):
+        if self.libc.ptrace(self.SEIZE, tid, None, None) != 0 or \
+                self.libc.ptrace(self.INTERRUPT, tid, None, None) != 0:
+            raise OSError("ptrace failed")
+        os.waitpid(tid, 0x40000000)     # __WALL: its stop
+
+    def detach(self, tid):
+        """Let the thread go, or reap it if it died (a traced thread that
+        exits waits for its tracer: its process is not reaped before)."""
+        self.libc.ptrace(self.DETACH, tid, None, None)
+        try:
+            os.waitpid(tid, 0x40000000 | os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ptrace needs root")
+class TestPreforkStopWithStuckWatchdog:
+    """Hole 7: prefork stops a child from its SIGTERM handler, and a
+    signal landing between the lock's release and the wake-up of the
+    watchdog waiting for it leaves the watchdog asleep for good; the old
+    module then joined it until the parent's SIGKILL. Here the watchdog
+    thread is stopped with ptrace instead (it never returns either): the
+    child must still exit at once."""
+
+    def test_child_exits_with_watchdog_stuck(self, env):
+        env.install(f"""
+<Location /pt>
+{BUSY}
+</Location>
+""", mpm="prefork")
+        env.log.skip()
+        pt = Ptrace()
+        with env.connect(timeout=20) as c:
+            c.request("GET", "/pt?sleep=6000&len=10")
+            c.pump_until(lambda: c.parsers[0].response.count(102) >= 2,
+                         timeout=5, what="102s")
+            lines = [ln for ln in env.log.recent()
+                     if "sent 102 Processing" in ln]
+            assert lines, "no watchdog line"
+            pid, tid = (int(x) for x in re.search(
+                r"\[pid (\d+):tid (\d+)\]", lines[-1]).groups())
+            assert pid != tid
+            pt.stop(tid)
+            try:
+                t0 = time.monotonic()
+                os.kill(pid, signal.SIGTERM)
+                # the stopped thread dies with its process: reap it as its
+                # tracer, then the process is gone
+                gone = False
+                while not gone and time.monotonic() - t0 < 8:
+                    time.sleep(0.05)
+                    try:
+                        gone = os.waitpid(tid, 0x40000000 | os.WNOHANG)[0]
+                    except ChildProcessError:
+                        gone = True
+                took = time.monotonic() - t0
+            finally:
+                pt.detach(tid)
+            assert env.wait_exit(pid, timeout=5)
+            assert gone and took < 4, f"child {pid} took {took:.1f} s"
+        env.log.ignore(r"AH00045|AH00046|AH00047|AH00048|AH00169")
