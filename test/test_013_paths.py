@@ -594,3 +594,55 @@ class TestPreforkStopWithStuckWatchdog:
             assert env.wait_exit(pid, timeout=5)
             assert gone and took < 4, f"child {pid} took {took:.1f} s"
         env.log.ignore(r"AH00045|AH00046|AH00047|AH00048|AH00169")
+
+
+class TestDavCopyOverTLS:
+    """mod_dav's COPY looks its Destination up with a subrequest before it
+    copies: over TLS that pauses the record, and the 102s must resume for
+    the copy itself."""
+
+    def test_copy_gets_102s_after_lookup(self, env):
+        from test_006_dav import make_tree, snapshot
+        make_cert(env)
+        make_client_cert(env)
+        port = free_port()
+        r = env.root
+        env.install(f"""
+Listen 127.0.0.1:{port}
+SSLSessionCache "shmcb:{r}/run/ssl_scache(512000)"
+DavDepthInfinity On
+<VirtualHost 127.0.0.1:{port}>
+    ServerName 127.0.0.1
+    SSLEngine on
+    SSLCertificateFile "{r}/conf/cert.pem"
+    SSLCertificateKeyFile "{r}/conf/key.pem"
+    <Location /dav/>
+        Dav On
+        Processing On
+        ProcessingInterval 100ms
+        ProcessingDelay 100ms
+        ProcessingMaxCount 0
+    </Location>
+</VirtualHost>
+""", mpm="event", modules=tls_modules("event"))
+        top = os.path.join(env.dav_dir, "tls-src")
+        if not os.path.exists(top):
+            make_tree(top)
+            env.chown_www(top, recursive=True)
+        expected = snapshot(top)
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            dest = f"tls-copy-{version.name}"
+            with Connection.open("127.0.0.1", port, timeout=180,
+                                 ssl_context=tls_client(version)) as c:
+                c.request("COPY", "/dav/tls-src/", headers={
+                    "Destination": f"https://127.0.0.1:{port}/dav/{dest}/",
+                    "Depth": "infinity"})
+                resp = c.read_response(timeout=180)
+                # the connection is in step afterwards
+                c.request("GET", f"/dav/{dest}/d00/f0000")
+                again = c.read_response()
+            assert resp.status == 201, resp
+            assert resp.count(102) >= 2, resp.interims
+            assert all(i.raw == PROCESSING_BLOCK for i in resp.processing)
+            assert again.status == 200 and again.body == b"0/0\n"
+            assert snapshot(os.path.join(env.dav_dir, dest)) == expected
