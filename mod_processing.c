@@ -150,40 +150,44 @@ typedef struct {
 typedef struct {
     const char *name;               /* the processing-client note */
     const char *prefix;
+    apr_size_t prefix_len;
     const char *contains;           /* or NULL */
     int exact;                      /* the User-Agent is just prefix */
     int cap;                        /* most 102s it takes, 0 = no limit */
 } proc_known_client;
 
+#define PROC_KNOWN(name, prefix, contains, exact, cap) \
+    {name, prefix, sizeof(prefix) - 1, contains, exact, cap}
+
 /* BEGIN known clients */
 static const proc_known_client proc_known_clients[] = {
-    {"curl",              "curl/",              NULL,                 0, 0},
-    {"wget",              "Wget/",              NULL,                 0, 0},
-    {"aria2",             "aria2/",             NULL,                 0, 0},
-    {"lftp",              "lftp/",              NULL,                 0, 0},
-    {"npm",               "npm/",               " node/v",            0, 0},
-    {"python-aiohttp",    "Python/",            " aiohttp/",          0, 0},
-    {"python-httpx",      "python-httpx/",      NULL,                 0, 0},
-    {"perl-http-tiny",    "HTTP-Tiny/",         NULL,                 0, 0},
-    {"perl-mojolicious",  "Mojolicious (Perl)", NULL,                 1, 0},
-    {"ruby-net-http",     "Ruby",               NULL,                 1, 0},
-    {"java-httpclient",   "Java-http-client/",  NULL,                 0, 8},
-    {"apache-httpclient", "Apache-HttpClient/", " (Java/",            0, 0},
-    {"node-fetch",        "node",               NULL,                 1, 0},
-    {"node-axios",        "axios/",             NULL,                 0, 0},
-    {"node-got",          "got (https://github.com/sindresorhus/got)",
-                                                NULL,                 1, 0},
-    {"go",                "Go-http-client/1.1", NULL,                 1, 5},
-    {"rclone",            "rclone/",            NULL,                 0, 5},
-    {"gvfs",              "gvfs/",              NULL,                 0, 0},
-    {"neon",              "cadaver/",           " neon/",             0, 127},
-    {"davix",             "libdavix/",          NULL,                 0, 0},
-    {"check_curl",        "check_curl/",        NULL,                 0, 0},
-    {"chromium",          "Mozilla/5.0 (",
-                          "(KHTML, like Gecko) HeadlessChrome/",      0, 0},
-    {"firefox",           "Mozilla/5.0 (",      ") Gecko/20100101 Firefox/",
-                                                                      0, 0},
-    {NULL, NULL, NULL, 0, 0}
+    /* name, User-Agent prefix, token it contains, exact, cap */
+    PROC_KNOWN("curl", "curl/", NULL, 0, 0),
+    PROC_KNOWN("wget", "Wget/", NULL, 0, 0),
+    PROC_KNOWN("aria2", "aria2/", NULL, 0, 0),
+    PROC_KNOWN("lftp", "lftp/", NULL, 0, 0),
+    PROC_KNOWN("npm", "npm/", " node/v", 0, 0),
+    PROC_KNOWN("python-aiohttp", "Python/", " aiohttp/", 0, 0),
+    PROC_KNOWN("python-httpx", "python-httpx/", NULL, 0, 0),
+    PROC_KNOWN("perl-http-tiny", "HTTP-Tiny/", NULL, 0, 0),
+    PROC_KNOWN("perl-mojolicious", "Mojolicious (Perl)", NULL, 1, 0),
+    PROC_KNOWN("ruby-net-http", "Ruby", NULL, 1, 0),
+    PROC_KNOWN("java-httpclient", "Java-http-client/", NULL, 0, 8),
+    PROC_KNOWN("apache-httpclient", "Apache-HttpClient/", " (Java/", 0, 0),
+    PROC_KNOWN("node-fetch", "node", NULL, 1, 0),
+    PROC_KNOWN("node-axios", "axios/", NULL, 0, 0),
+    PROC_KNOWN("node-got", "got (https://github.com/sindresorhus/got)",
+               NULL, 1, 0),
+    PROC_KNOWN("go", "Go-http-client/1.1", NULL, 1, 5),
+    PROC_KNOWN("rclone", "rclone/", NULL, 0, 5),
+    PROC_KNOWN("gvfs", "gvfs/", NULL, 0, 0),
+    PROC_KNOWN("neon", "cadaver/", " neon/", 0, 127),
+    PROC_KNOWN("davix", "libdavix/", NULL, 0, 0),
+    PROC_KNOWN("check_curl", "check_curl/", NULL, 0, 0),
+    PROC_KNOWN("chromium", "Mozilla/5.0 (",
+               "(KHTML, like Gecko) HeadlessChrome/", 0, 0),
+    PROC_KNOWN("firefox", "Mozilla/5.0 (", ") Gecko/20100101 Firefox/", 0, 0),
+    {NULL, NULL, 0, NULL, 0, 0}
 };
 /* END known clients */
 
@@ -1261,8 +1265,9 @@ static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg,
 {
     int max = cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT
                                       : cfg->max_count;
-    const char *cap = apr_table_get(r->subprocess_env,
-                                    "processing-max-count");
+    const char *cap = apr_is_empty_table(r->subprocess_env) ? NULL
+                      : apr_table_get(r->subprocess_env,
+                                      "processing-max-count");
 
     if (family_cap && (max == 0 || family_cap < max)) {
         max = family_cap;
@@ -1524,7 +1529,8 @@ static const char *proc_ineligible(request_rec *r)
     if (apr_table_get(r->headers_in, "Upgrade")) {
         return "Upgrade request";
     }
-    if (apr_table_get(r->subprocess_env, "no-processing")) {
+    if (!apr_is_empty_table(r->subprocess_env)
+        && apr_table_get(r->subprocess_env, "no-processing")) {
         return "no-processing set";
     }
     if (proc_response_started(r)) {
@@ -1577,9 +1583,12 @@ static const proc_known_client *proc_known_family(request_rec *r)
         return NULL;
     }
     for (k = proc_known_clients; k->name; k++) {
-        if (k->exact ? !strcmp(ua, k->prefix)
-                     : (!strncmp(ua, k->prefix, strlen(k->prefix))
-                        && (!k->contains || strstr(ua, k->contains)))) {
+        if (ua[0] != k->prefix[0]
+            || strncmp(ua, k->prefix, k->prefix_len)) {
+            continue;
+        }
+        if (k->exact ? ua[k->prefix_len] == '\0'
+                     : !k->contains || strstr(ua, k->contains)) {
             return k;
         }
     }
@@ -1667,10 +1676,11 @@ static int proc_handler(request_rec *r)
     }
     pc->r = r;
     pc->family_cap = family ? family->cap : 0;
-    apr_table_setn(r->notes, "processing-sent", "0");
 
     if (ap_request_has_body(r)) {
-        /* Armed later, if at all, by the body filter. */
+        /* Armed later, if at all, by the body filter: log "0" until
+         * then. */
+        apr_table_setn(r->notes, "processing-sent", "0");
         apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
                                   apr_pool_cleanup_null);
         ap_add_input_filter_handle(proc_body_filter_handle, pc, r,

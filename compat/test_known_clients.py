@@ -35,11 +35,11 @@ def known_table():
     body = text.split("/* BEGIN known clients */", 1)[1]
     body = body.split("/* END known clients */", 1)[0]
     entries = []
-    # {"name", "prefix" "continued", NULL|"contains", exact, cap},
-    for m in re.finditer(r'\{\s*("(?:[^"\\]|\\.)*")\s*,\s*'
+    # PROC_KNOWN("name", "prefix" "continued", NULL|"contains", exact, cap),
+    for m in re.finditer(r'PROC_KNOWN\(\s*("(?:[^"\\]|\\.)*")\s*,\s*'
                          r'((?:"(?:[^"\\]|\\.)*"\s*)+)\s*,\s*'
                          r'(NULL|(?:"(?:[^"\\]|\\.)*"\s*)+)\s*,\s*'
-                         r'(\d)\s*,\s*(\d+)\s*\}', body):
+                         r'(\d)\s*,\s*(\d+)\s*\)', body):
         def joined(group):
             if group == "NULL":
                 return None
@@ -85,7 +85,7 @@ def test_table_parsed():
     block = text.split("/* BEGIN known clients */", 1)[1].split(
         "/* END known clients */", 1)[0]
     # every row of the C table was read (the sentinel aside)
-    assert len(ENTRIES) == block.count("{\"") and len(ENTRIES) >= 5
+    assert len(ENTRIES) == block.count("PROC_KNOWN(") and len(ENTRIES) >= 5
 
 
 @pytest.mark.parametrize("entry", ENTRIES,
