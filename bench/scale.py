@@ -151,6 +151,7 @@ ThreadStackSize 1048576
 <Location "/slow">
     SetHandler proc-test
     Processing On
+    ProcessingClients all
     ProcessingDelay {int(DELAY * 1000)}ms
     ProcessingInterval {int(INTERVAL * 1000)}ms
     ProcessingMaxCount 0

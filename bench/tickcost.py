@@ -51,12 +51,14 @@ ThreadStackSize 262144
 <Location "/idle">
     SetHandler proc-test
     Processing On
+    ProcessingClients all
     ProcessingDelay 1h
     ProcessingInterval 1h
 </Location>
 <Location "/due">
     SetHandler proc-test
     Processing On
+    ProcessingClients all
     ProcessingDelay {STEP_MS}ms
     ProcessingInterval {STEP_MS}ms
     ProcessingMaxCount 0

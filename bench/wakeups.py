@@ -72,6 +72,7 @@ def run_case(so, sleep_so, mpm, interval):
 <Location "/confirm">
     SetHandler proc-test
     Processing On
+    ProcessingClients all
     ProcessingDelay 100ms
     ProcessingInterval 100ms
     ProcessingMaxCount 0

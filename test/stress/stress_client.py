@@ -149,6 +149,11 @@ class Plan:
                           ("interim", 4), ("http10", 2), ("large", 2),
                           ("pipeline", 15),
                           ("abort", 3 if args.aborts else 0)]
+            if args.paths:
+                # lookup subrequests during the wait, internal redirects,
+                # a failing handler, an error without reading the body
+                self.kinds += [("lookup", 5), ("redirect", 4), ("fail", 3),
+                               ("noread", 3)]
         self.kind_names = [k for k, _ in self.kinds]
         self.kind_weights = [w for _, w in self.kinds]
 
@@ -237,6 +242,38 @@ class Plan:
             if rng.random() < 0.3:
                 method = "POST"
                 body, bsum = self.uploads.pick(rng)
+        elif kind == "lookup":
+            # the handler makes a lookup subrequest every few ms while it
+            # waits (as mod_dav's COPY/MOVE look up their Destination)
+            req.length = self.length()
+            q["len"] = req.length
+            q["lookup"] = rng.choice((5, 20, 50))
+            hdrs.append(("X-Lookup", rng.choice(
+                ("/alive.txt", "/pt?len=1", "/no/such/file"))))
+        elif kind == "redirect":
+            # after its wait the handler redirects internally to a request
+            # that waits again and sends the body
+            req.length = self.length()
+            sleep2 = self.sleep()
+            req.sleep = sleep + sleep2
+            hdrs.append(("X-Redirect", f"/pt?sleep={sleep2}&len={req.length}"))
+        elif kind == "fail":
+            # the handler returns an error status after its wait
+            req.status = rng.choice(KEEPING)
+            req.error = True
+            q["len"] = self.length()
+            q["fail"] = req.status
+        elif kind == "noread":
+            # an error without reading the request body: httpd discards it
+            method = "POST"
+            body, bsum = self.uploads.pick(rng)
+            if self.fast and len(body) > 20000:
+                body, bsum = self.uploads.bodies[3]
+            req.status = 412
+            req.error = True
+            q["status"] = 412
+            q["read"] = 0
+            chunked = rng.random() < 0.3
         elif kind == "early":
             req.length = self.length()
             req.early = rng.randint(1, max(1, req.length))
@@ -278,7 +315,10 @@ class Plan:
             reqs = []
             for j in range(n):
                 k = self.rng.choice(("get", "get", "head", "post", "error",
-                                     "early", "interim"))
+                                     "early", "interim")
+                                    + (("lookup", "redirect", "fail",
+                                        "noread") if self.args.paths
+                                       else ()))
                 reqs.append(self.one(cid, k, last=(last and j == n - 1),
                                      in_burst=True))
             for j, r in enumerate(reqs):
@@ -726,6 +766,9 @@ def parse_args(argv=None):
                         "aborts (for the memory test)")
     p.add_argument("--no-aborts", dest="aborts", action="store_false",
                    help="no clients that reset or close mid-wait")
+    p.add_argument("--no-paths", dest="paths", action="store_false",
+                   help="mixed profile without lookup subrequests, "
+                        "internal redirects, fail=N and status=412&read=0")
     p.add_argument("--no-close-last", dest="close_last",
                    action="store_false")
     p.add_argument("--access-log", default=None,

@@ -70,11 +70,10 @@ MCPC = {"event": 2000, "worker": 2000, "prefork": 200}
 STRESS_MODULES = ("ssl", "socache_shmcb", "proxy", "proxy_http")
 
 
-def build_module_copy(dest, sanitize="", mutate=None, defines=""):
+def build_module_copy(dest, sanitize="", mutate=None):
     """Build mod_processing from a copy of its source in dest (so that
     /work/main/.libs keeps the normal build); returns the .so path.
-    mutate: (old, new) text replacement applied to the copy; defines:
-    Makefile.apxs DEFINES (space-separated names)."""
+    mutate: (old, new) text replacement applied to the copy."""
     os.makedirs(dest, exist_ok=True)
     for n in ("mod_processing.c", "Makefile.apxs"):
         with open(os.path.join(REPO, n)) as f:
@@ -89,8 +88,6 @@ def build_module_copy(dest, sanitize="", mutate=None, defines=""):
     cmd = ["make", "-s", "-f", "Makefile.apxs", "clean", "all"]
     if sanitize:
         cmd.append(f"SANITIZE={sanitize}")
-    if defines:
-        cmd.append(f"DEFINES={defines}")
     p = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
     so = os.path.join(dest, ".libs", "mod_processing.so")
     if p.returncode != 0 or not os.path.exists(so):
