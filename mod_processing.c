@@ -1051,7 +1051,7 @@ static apr_size_t proc_take_remainder(proc_conn *pc, apr_size_t *off)
  * last request of an internal redirect chain, so every one gets it. */
 static void proc_set_sent_note(request_rec *r, int sent)
 {
-    const char *val = apr_itoa(r->pool, sent);
+    const char *val = sent ? apr_itoa(r->pool, sent) : "0";
 
     for (; r; r = r->next) {
         apr_table_setn(r->notes, "processing-sent", val);
@@ -1248,7 +1248,7 @@ static void proc_copy_log_id(request_rec *r, proc_conn *pc)
 {
     pc->log_debug = APLOG_R_IS_LEVEL(r, APLOG_DEBUG);
     if (!pc->log_debug) {
-        apr_cpystrn(pc->log_id, "-", sizeof(pc->log_id));
+        memcpy(pc->log_id, "-", sizeof("-"));
         return;
     }
     if (!r->log_id) {
