@@ -522,7 +522,8 @@ static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
     n = SSL_write(pc->ssl, data, (int)len);
     SSL_set0_wbio(pc->ssl, saved);
 
-    if (n != (int)len || (apr_size_t)BIO_ctrl_pending(proc_wd.tls_out) > room) {
+    if (n != (int)len
+        || (apr_size_t)BIO_ctrl_pending(proc_wd.tls_out) > room) {
         /* The TLS stream may now be out of step: the connection cannot be
          * saved, and no more 102s go to it. */
         ERR_clear_error();
@@ -1406,7 +1407,8 @@ static void proc_resume(proc_pause_mark *mark)
     if (pc->armed && pc->arm_seq == mark->arm_seq && pc->paused > 0
         && --pc->paused == 0 && !pc->dead && pc->fd >= 0
         && proc_wd.running) {
-        if (proc_heap_push(pc) && pc->due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
+        if (proc_heap_push(pc)
+            && pc->due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
             proc_wd_wake();
         }
     }
