@@ -1624,7 +1624,7 @@ static int proc_handler(request_rec *r)
     const proc_known_client *family;
     const char *why;
     proc_conn *pc;
-    int prefers;
+    int policy, prefers;
 
     if (cfg->enabled != 1 || !proc_wd.ready) {
         return DECLINED;
@@ -1648,13 +1648,12 @@ static int proc_handler(request_rec *r)
             }
         }
     }
+    policy = cfg->clients == UNSET ? PROC_CLIENTS_KNOWN : cfg->clients;
     why = proc_ineligible(r);
     family = why ? NULL : proc_known_family(r);
     prefers = why ? 0 : proc_prefers_processing(r);
     if (!why) {
-        why = proc_client_refused(r, cfg->clients == UNSET
-                                     ? PROC_CLIENTS_KNOWN : cfg->clients,
-                                  family, prefers);
+        why = proc_client_refused(r, policy, family, prefers);
     }
     if (why) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
@@ -1677,7 +1676,9 @@ static int proc_handler(request_rec *r)
         proc_disarm(pc, "next request");
     }
     pc->r = r;
-    pc->family_cap = family ? family->cap : 0;
+    /* "all" is the behaviour before client policies: the administrator
+     * caps clients (processing-clients.conf), not the module. */
+    pc->family_cap = family && policy != PROC_CLIENTS_ALL ? family->cap : 0;
 
     if (ap_request_has_body(r)) {
         /* Armed later, if at all, by the body filter: log "0" until

@@ -351,10 +351,11 @@ class Origin:
                   "</Location>" % (known, INTERVAL_MS)) if self.known else "",
                  '<Files "compatpkg">\n    ForceType application/json\n'
                  "</Files>",
-                 "# The timeout runs behind proxies",
+                 "# The timeout runs behind proxies: every client allowed,",
+                 "# the proxy is what is measured",
                  '<Location "/t/">\n    SetHandler proc-test\n'
-                 "    Processing On\n    ProcessingInterval %s\n"
-                 "</Location>" % SLOW_T_INTERVAL,
+                 "    Processing On\n%s    ProcessingInterval %s\n"
+                 "</Location>" % (all_, SLOW_T_INTERVAL),
                  '<Location "/t/off/">\n    Processing Off\n</Location>',
                  "# WebDAV (neon: cadaver) and Subversion (serf)",
                  'AliasMatch "^/dav[nk]/[0-9]+/(.*)$" "%s/dav/$1"' % r,

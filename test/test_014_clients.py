@@ -88,6 +88,13 @@ class TestClientPolicy:
         r = env.get("/pt?sleep=1500&len=20", headers={"User-Agent": ua})
         assert r.count(102) == cap
 
+    def test_no_builtin_cap_with_all(self, env):
+        # "all" is the behaviour before the client policy: the
+        # administrator caps clients (processing-clients.conf)
+        r = env.get("/pt/all?sleep=1500&len=20",
+                    headers={"User-Agent": "Go-http-client/1.1"})
+        assert r.count(102) >= 8
+
     def test_family_cap_lowered_by_env(self, env):
         r = self.get(env, "/pt", "Go-http-client/1.1", X_Cap="2")
         assert r.count(102) == 2
