@@ -20,7 +20,6 @@ checked against what went over the wire.
 import argparse
 import concurrent.futures
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -73,19 +72,9 @@ def say(*a):
             LOG.flush()
 
 
-def body_of(n):
-    return (PATTERN * (n // len(PATTERN) + 1))[:n]
-
-
-def md5(b):
-    return hashlib.md5(b).hexdigest()
-
-
-def sleep_for(n):
-    # 25 % more than N intervals: on a busy machine the watchdog skips the
-    # ticks it is late for and reaches N later (ProcessingMaxCount N still
-    # stops it at N); exact_step() checks the count the module reports
-    return n * INTERVAL_MS * 5 // 4 + TAIL_MS
+# the body pattern, digests and handler times are the drivers' own
+body_of, md5, sleep_for = realclients.body_of, realclients.md5, \
+    realclients.sleep_for
 
 
 def run(cmd, timeout=120, check=True, **kw):

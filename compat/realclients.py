@@ -48,6 +48,9 @@ def md5(b):
 
 
 def sleep_for(n):
+    # 25 % more than N intervals: on a busy machine the watchdog skips the
+    # ticks it is late for and reaches N later (ProcessingMaxCount N still
+    # stops it at N); exact_step() checks the count the module reports
     return n * INTERVAL_MS * 5 // 4 + TAIL_MS
 
 

@@ -31,6 +31,11 @@ BUSY = """
 """
 
 
+def install_busy(env, mpm, extra=""):
+    """/pt busy (BUSY), plus extra configuration."""
+    env.install(f"<Location /pt>\n{BUSY}\n</Location>\n{extra}", mpm=mpm)
+
+
 class TestErrorDocumentAfterOutput:
     """Hole 3: a handler sends part of a chunked 200, then returns 500, and
     a local ErrorDocument is slow: the redirect must not be armed afresh
@@ -38,12 +43,7 @@ class TestErrorDocumentAfterOutput:
 
     @pytest.fixture(autouse=True, scope="class")
     def _conf(self, env, mpm):
-        env.install(f"""
-<Location /pt>
-{BUSY}
-</Location>
-ErrorDocument 500 /pt?sleep=800&len=50
-""", mpm=mpm)
+        install_busy(env, mpm, "ErrorDocument 500 /pt?sleep=800&len=50\n")
 
     def test_no_102_after_partial_output(self, env):
         for _ in range(3):
@@ -70,11 +70,7 @@ class TestErrorWithUnreadBody:
 
     @pytest.fixture(autouse=True, scope="class")
     def _conf(self, env, mpm):
-        env.install(f"""
-<Location /pt>
-{BUSY}
-</Location>
-""", mpm=mpm)
+        install_busy(env, mpm)
 
     @pytest.mark.parametrize("expect", [False, True], ids=["body", "expect"])
     def test_no_102_before_error(self, env, expect):
@@ -97,14 +93,8 @@ class TestRedirectAndLookupPlain:
 
     @pytest.fixture(autouse=True, scope="class")
     def _conf(self, env, mpm):
-        env.install(f"""
-<Location /pt>
-{BUSY}
-</Location>
-<Location /target>
-    SetHandler proc-test
-</Location>
-""", mpm=mpm)
+        install_busy(env, mpm, "<Location /target>\n"
+                               "    SetHandler proc-test\n</Location>\n")
 
     def test_lookups_keep_102s(self, env):
         r = env.get("/pt?sleep=800&lookup=50&len=500",
@@ -293,7 +283,8 @@ int main(int argc, char **argv)
     }
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
-    if (SSL_connect(ssl) != 1 || !SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED)) {
+    if (SSL_connect(ssl) != 1
+        || !SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED)) {
         return 4;
     }
     if (SSL_write(ssl, argv[2], strlen(argv[2])) <= 0) {
@@ -399,11 +390,7 @@ class TestUngracefulStop:
     module wrote 102s to the cached number)."""
 
     def test_no_102_in_other_sockets(self, env, mpm):
-        env.install(f"""
-<Location /pt>
-{BUSY}
-</Location>
-""", mpm=mpm)
+        install_busy(env, mpm)
         rec = Recorder()
         conns = []
         try:
@@ -558,11 +545,7 @@ class TestPreforkStopWithStuckWatchdog:
     child must still exit at once."""
 
     def test_child_exits_with_watchdog_stuck(self, env):
-        env.install(f"""
-<Location /pt>
-{BUSY}
-</Location>
-""", mpm="prefork")
+        install_busy(env, "prefork")
         env.log.skip()
         pt = Ptrace()
         with env.connect(timeout=20) as c:
