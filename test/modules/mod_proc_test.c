@@ -317,6 +317,14 @@ static void pt_busy_sleep(request_rec *r, const pt_args_t *a,
     pt_sleep_until(start, ms);
 }
 
+/* httpd.h has HTTP_EARLY_HINTS, and http_protocol.c a status line for 103,
+ * only in releases after 2.4.62 (Debian's 2.4.71 has both); up to 2.4.62
+ * ap_get_status_line(103) is "500 Internal Server Error". So the status
+ * line is set here, which every 2.4 release sends as given. */
+#ifndef HTTP_EARLY_HINTS
+#define HTTP_EARLY_HINTS 103
+#endif
+
 /* Send "103 Early Hints" with only a Link header: ap_send_interim_response
  * sends and clears r->headers_out, so give it a table of its own. */
 static void pt_send_103(request_rec *r)
@@ -327,9 +335,10 @@ static void pt_send_103(request_rec *r)
     r->headers_out = apr_table_make(r->pool, 1);
     apr_table_setn(r->headers_out, "Link", "</pt.css>; rel=preload");
     r->status = HTTP_EARLY_HINTS;
-    r->status_line = NULL;
+    r->status_line = "103 Early Hints";
     ap_send_interim_response(r, 1);
     r->status = status;
+    r->status_line = NULL;
     r->headers_out = saved;
 }
 

@@ -4,6 +4,21 @@ stop, error-log checks and request helpers.
 The server root lives under /tmp/mod_processing-test-XXXX (mode 0755) rather
 than pytest's tmp_path, which is private to root: httpd's children run as
 www-data and must read it.
+
+Which httpd: by default Debian's apache2 (/usr/sbin/apache2, modules from
+/usr/lib/apache2/modules, /usr/bin/apxs) and the module built in ../.libs.
+Another httpd is given by its apxs, and every path is then taken from it:
+
+  PROC_HTTPD_ROOT  an httpd install prefix: its apxs is $PROC_HTTPD_ROOT/bin/apxs
+  PROC_APXS        or that apxs itself (e.g. RHEL's /usr/bin/apxs)
+                   binary = apxs -q SBINDIR/TARGET, modules = apxs -q LIBEXECDIR,
+                   mime.types from apxs -q SYSCONFDIR (else /etc/mime.types)
+  PROC_MODULE_SO   the mod_processing.so to load (default ../.libs/...), built
+                   with that apxs
+  PROC_BUILD_DIR   where the test module is built (a copy of its source;
+                   default test/modules itself)
+
+test/matrix/run-matrix sets them for each httpd of the version matrix.
 """
 
 import itertools
@@ -18,15 +33,50 @@ import tempfile
 import textwrap
 import time
 
+import pytest
+
 from proc.http1 import Connection, ProtocolError
 
-APACHE2 = (shutil.which("apache2", path="/usr/sbin:/usr/bin")
-           or "/usr/sbin/apache2")
-APXS = shutil.which("apxs", path="/usr/bin:/usr/sbin") or "/usr/bin/apxs"
-MODULES_DIR = "/usr/lib/apache2/modules"
+
+def _apxs_query(apxs, var):
+    p = subprocess.run([apxs, "-q", var], capture_output=True, text=True)
+    if p.returncode != 0 or not p.stdout.strip():
+        raise RuntimeError(f"'{apxs} -q {var}' failed: {p.stderr.strip()}")
+    return p.stdout.strip()
+
+
+def _layout():
+    """(httpd binary, apxs, modules directory, mime.types) of the httpd
+    under test: Debian's apache2 unless PROC_HTTPD_ROOT or PROC_APXS names
+    another one."""
+    apxs = os.environ.get("PROC_APXS")
+    root = os.environ.get("PROC_HTTPD_ROOT")
+    if not apxs and root:
+        apxs = os.path.join(root, "bin", "apxs")
+    if not apxs:
+        return ((shutil.which("apache2", path="/usr/sbin:/usr/bin")
+                 or "/usr/sbin/apache2"),
+                shutil.which("apxs", path="/usr/bin:/usr/sbin")
+                or "/usr/bin/apxs",
+                "/usr/lib/apache2/modules", "/etc/mime.types")
+    if not os.access(apxs, os.X_OK):
+        raise RuntimeError(f"PROC_APXS/PROC_HTTPD_ROOT: no apxs at {apxs}")
+    httpd = os.path.join(_apxs_query(apxs, "SBINDIR"),
+                         _apxs_query(apxs, "TARGET"))
+    mime = os.path.join(_apxs_query(apxs, "SYSCONFDIR"), "mime.types")
+    if not os.path.exists(mime):
+        mime = "/etc/mime.types"
+    return httpd, apxs, _apxs_query(apxs, "LIBEXECDIR"), mime
+
+
+# APACHE2 keeps its name: it is whichever httpd binary is under test.
+APACHE2, APXS, MODULES_DIR, MIME_TYPES = _layout()
+_OTHER_HTTPD = bool(os.environ.get("PROC_APXS")
+                    or os.environ.get("PROC_HTTPD_ROOT"))
 MPMS = ("event", "worker", "prefork")
 
-# Loaded in every configuration (mod_log_config, mod_unixd are built in).
+# Loaded in every configuration (and mod_log_config, mod_unixd: built into
+# Debian's apache2, loaded by base_conf where they are shared modules).
 BASE_MODULES = ("authz_core", "authz_host", "mime", "alias", "dir", "env",
                 "setenvif", "headers", "status", "dav", "dav_fs", "cgid")
 
@@ -54,6 +104,33 @@ printf 'Content-Type: application/octet-stream\\r\\n\\r\\n'
 cat "$body"
 rm -f "$body"
 """
+
+
+_builtin = None
+
+
+def builtin_modules():
+    """The modules compiled into the httpd binary ('httpd -l'), as names
+    like 'log_config' (Debian's apache2 has log_config and unixd built in;
+    an upstream build with shared modules has neither)."""
+    global _builtin
+    if _builtin is None:
+        p = subprocess.run([APACHE2, "-l"], capture_output=True, text=True)
+        _builtin = frozenset(re.findall(r"^\s*mod_(\w+)\.c$", p.stdout,
+                                        re.M))
+    return _builtin
+
+
+def require_modules(*names):
+    """Skip the calling test when a module it loads is not part of this
+    httpd build (neither compiled in nor in MODULES_DIR)."""
+    for m in names:
+        if m in builtin_modules():
+            continue
+        so = os.path.join(MODULES_DIR, f"mod_{m}.so")
+        if not os.path.exists(so):
+            pytest.skip(f"mod_{m} is not part of this httpd build "
+                        f"({so} is absent)")
 
 
 def free_port():
@@ -134,14 +211,20 @@ class HttpdEnv:
         self.repo = repo
         self.test_dir = os.path.join(repo, "test")
         self.verbose = verbose
-        # PROC_TEST_MODULE_SO: another build of the module (for instance an
-        # older one, to see a regression test fail on it).
-        self.module_so = os.environ.get("PROC_TEST_MODULE_SO") or \
-            os.path.join(repo, ".libs", "mod_processing.so")
+        # PROC_MODULE_SO: another build of the module (another httpd's, or
+        # an older one, to see a regression test fail on it).
+        self.module_so = (os.environ.get("PROC_MODULE_SO")
+                          or os.path.join(repo, ".libs", "mod_processing.so"))
         self.test_module_src = os.path.join(self.test_dir, "modules",
                                             "mod_proc_test.c")
-        self.test_module_so = os.path.join(self.test_dir, "modules", ".libs",
-                                           "mod_proc_test.so")
+        # Another httpd's test module never goes to test/modules/.libs
+        # (Debian's build): PROC_BUILD_DIR, or the server root (setup()).
+        self.test_module_dir = os.environ.get("PROC_BUILD_DIR") or (
+            None if _OTHER_HTTPD else os.path.join(self.test_dir, "modules"))
+        self.test_module_so = None
+        if self.test_module_dir:
+            self.test_module_so = os.path.join(self.test_module_dir, ".libs",
+                                               "mod_proc_test.so")
         self.is_root = os.geteuid() == 0
         self.user = "www-data" if self.is_root else pwd.getpwuid(
             os.geteuid()).pw_name
@@ -184,10 +267,18 @@ class HttpdEnv:
         if not os.path.exists(self.module_so):
             raise RuntimeError(f"{self.module_so} is missing: build it with "
                                f"'make -f Makefile.apxs' first")
-        self.build_test_module()
         self.root = tempfile.mkdtemp(prefix="mod_processing-test-",
                                      dir="/tmp")
         os.chmod(self.root, 0o755)
+        if not self.test_module_dir:
+            self.test_module_dir = self.path("test-module")
+            self.test_module_so = self.path("test-module", ".libs",
+                                            "mod_proc_test.so")
+        try:
+            self.build_test_module()
+        except RuntimeError:
+            self.cleanup()
+            raise
         for d in ("conf", "run", "htdocs", "htdocs/dav", "htdocs/cgi-bin",
                   "htdocs/ht", "logs", "davlock"):
             os.makedirs(self.path(d), exist_ok=True)
@@ -223,12 +314,18 @@ class HttpdEnv:
         if (os.path.exists(so)
                 and os.path.getmtime(so) >= os.path.getmtime(src)):
             return
+        build = self.test_module_dir
+        if os.path.realpath(build) != os.path.dirname(
+                os.path.realpath(src)):
+            # another httpd's build: a copy of the source, built there
+            os.makedirs(build, exist_ok=True)
+            shutil.copy2(src, build)
         cmd = [APXS, "-c", "-Wc,-Wall", "-Wc,-Wextra",
                "-Wc,-Wno-unused-parameter",
                "-Wc,-Wno-missing-field-initializers",
+               "-Wc,-Werror=implicit-function-declaration",
                os.path.basename(src)]
-        p = subprocess.run(cmd, cwd=os.path.dirname(src),
-                           capture_output=True, text=True)
+        p = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
         if p.returncode != 0 or not os.path.exists(so):
             raise RuntimeError(f"building the test module failed:\n"
                                f"{p.stdout}\n{p.stderr}")
@@ -240,10 +337,15 @@ class HttpdEnv:
     # -- configuration -------------------------------------------------------
 
     def base_conf(self, mpm, modules=()):
+        extra = [m for m in modules if m not in BASE_MODULES]
+        require_modules(*extra)
         loads = [f"LoadModule mpm_{mpm}_module "
                  f"{MODULES_DIR}/mod_mpm_{mpm}.so"]
-        for m in list(BASE_MODULES) + [m for m in modules
-                                       if m not in BASE_MODULES]:
+        # built into Debian's apache2, shared modules in an upstream build
+        loads += [f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so"
+                  for m in ("log_config", "unixd")
+                  if m not in builtin_modules()]
+        for m in list(BASE_MODULES) + extra:
             loads.append(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so")
         loads.append(f"LoadModule processing_module {self.module_so}")
         loads.append(f"LoadModule proc_test_module {self.test_module_so}")
@@ -264,7 +366,7 @@ class HttpdEnv:
             LogLevel {level}
             LogFormat "%{{X-Test-Id}}i %>s %{{processing-sent}}n %D \\"%r\\"" proc
             CustomLog "{r}/logs/access_log" proc
-            TypesConfig /etc/mime.types
+            TypesConfig {MIME_TYPES}
             Timeout 30
             KeepAlive On
             KeepAliveTimeout 5
