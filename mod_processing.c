@@ -1650,7 +1650,9 @@ static int proc_handler(request_rec *r)
     }
     policy = cfg->clients == UNSET ? PROC_CLIENTS_KNOWN : cfg->clients;
     why = proc_ineligible(r);
-    family = why ? NULL : proc_known_family(r);
+    /* "all" is the behaviour before client policies: no family test, and
+     * the administrator caps clients (processing-clients.conf). */
+    family = why || policy == PROC_CLIENTS_ALL ? NULL : proc_known_family(r);
     prefers = why ? 0 : proc_prefers_processing(r);
     if (!why) {
         why = proc_client_refused(r, policy, family, prefers);
@@ -1676,9 +1678,7 @@ static int proc_handler(request_rec *r)
         proc_disarm(pc, "next request");
     }
     pc->r = r;
-    /* "all" is the behaviour before client policies: the administrator
-     * caps clients (processing-clients.conf), not the module. */
-    pc->family_cap = family && policy != PROC_CLIENTS_ALL ? family->cap : 0;
+    pc->family_cap = family ? family->cap : 0;
 
     if (ap_request_has_body(r)) {
         /* Armed later, if at all, by the body filter: log "0" until
