@@ -55,6 +55,7 @@
 
 #include "apr_atomic.h"
 #include "apr_lib.h"
+#include "apr_network_io.h"
 #include "apr_optional_hooks.h"
 #include "apr_ring.h"
 #include "apr_shm.h"
@@ -100,7 +101,7 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 
 /* ProcessingClients: who gets 102s. */
 #define PROC_CLIENTS_KNOWN      0   /* asked, allowed, or a known family */
-#define PROC_CLIENTS_PREFER     1   /* asked (Prefer) or allowed only */
+#define PROC_CLIENTS_PREFER     1   /* asked (Prefer) only */
 #define PROC_CLIENTS_ALL        2   /* every HTTP/1.1 client */
 
 /* The 102 as httpd formats it: what the watchdog writes itself only if its
@@ -136,60 +137,75 @@ typedef struct {
     int max_count;                  /* ProcessingMaxCount, 0 = no limit */
     apr_interval_time_t max_time;   /* ProcessingMaxTime, 0 = no limit */
     int clients;                    /* ProcessingClients, PROC_CLIENTS_* */
+    apr_array_header_t *fronts;     /* ProcessingTrustedProxy: of
+                                     * apr_ipsubnet_t *, NULL if unset */
     int configured;                 /* any of the above set here */
 } proc_dir_cfg;
 
-/* A client family measured to handle 102s, on one request and on a
- * kept-alive connection (compat/results.md).  A User-Agent belongs to it
- * when it starts with `prefix` and, where set, also contains `contains`,
- * or, with `exact`, is just `prefix`: plain string tests, cheap enough
- * for every request, and easy to check against the measured User-Agents
- * (compat/test_known_clients.py reads this table).  Browsers are told
- * from programs that imitate them (Qt5 sends exactly "Mozilla/5.0", Tcl
- * "Mozilla/5.0 (Unix; ...) http/2.9.8") by their engine's token. */
+/* A client family measured to handle 102s (compat/results.md), in the
+ * request flows named by its flags.  A User-Agent belongs to it when it
+ * starts with `prefix` and, where set, also contains `contains`, or, with
+ * `exact`, is just `prefix`: plain string tests, cheap enough for every
+ * request.  Browsers are told from programs that imitate them (Qt5 sends
+ * exactly "Mozilla/5.0", Tcl "Mozilla/5.0 (Unix; ...) http/2.9.8") by their
+ * engine's token, and from scripts that borrow their User-Agent by the
+ * Sec-Fetch-Mode header, which browsers send and scripts rarely copy. */
 typedef struct {
     const char *name;               /* the processing-client note */
     const char *prefix;
     apr_size_t prefix_len;
     const char *contains;           /* or NULL */
     int exact;                      /* the User-Agent is just prefix */
-    int cap;                        /* most 102s it takes, 0 = no limit */
+    int cap;                        /* most 1xx it takes in all, 0 = no
+                                     * limit */
+    int flags;                      /* PROC_FAMILY_* */
 } proc_known_client;
 
-#define PROC_KNOWN(name, prefix, contains, exact, cap) \
-    {name, prefix, sizeof(prefix) - 1, contains, exact, cap}
+/* Measured with "Expect: 100-continue" uploads (PUT and POST) too: the
+ * family takes 102s after a 100 Continue. */
+#define PROC_FAMILY_EXPECT      0x1
+/* A browser: counts only when the request carries Sec-Fetch-Mode. */
+#define PROC_FAMILY_BROWSER     0x2
 
-/* BEGIN known clients */
+#define PROC_KNOWN(name, prefix, contains, exact, cap, flags) \
+    {name, prefix, sizeof(prefix) - 1, contains, exact, cap, flags}
+
 static const proc_known_client proc_known_clients[] = {
-    /* name, User-Agent prefix, token it contains, exact, cap */
-    PROC_KNOWN("curl", "curl/", NULL, 0, 0),
-    PROC_KNOWN("wget", "Wget/", NULL, 0, 0),
-    PROC_KNOWN("aria2", "aria2/", NULL, 0, 0),
-    PROC_KNOWN("lftp", "lftp/", NULL, 0, 0),
-    PROC_KNOWN("npm", "npm/", " node/v", 0, 0),
-    PROC_KNOWN("python-aiohttp", "Python/", " aiohttp/", 0, 0),
-    PROC_KNOWN("python-httpx", "python-httpx/", NULL, 0, 0),
-    PROC_KNOWN("perl-http-tiny", "HTTP-Tiny/", NULL, 0, 0),
-    PROC_KNOWN("perl-mojolicious", "Mojolicious (Perl)", NULL, 1, 0),
-    PROC_KNOWN("ruby-net-http", "Ruby", NULL, 1, 0),
-    PROC_KNOWN("java-httpclient", "Java-http-client/", NULL, 0, 8),
-    PROC_KNOWN("apache-httpclient", "Apache-HttpClient/", " (Java/", 0, 0),
-    PROC_KNOWN("node-fetch", "node", NULL, 1, 0),
-    PROC_KNOWN("node-axios", "axios/", NULL, 0, 0),
+    /* name, User-Agent prefix, token it contains, exact, cap, flags */
+    PROC_KNOWN("curl", "curl/", NULL, 0, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("wget", "Wget/", NULL, 0, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("aria2", "aria2/", NULL, 0, 0, 0),
+    PROC_KNOWN("lftp", "lftp/", NULL, 0, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("npm", "npm/", " node/v", 0, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("python-aiohttp", "Python/", " aiohttp/", 0, 0,
+               PROC_FAMILY_EXPECT),
+    PROC_KNOWN("python-httpx", "python-httpx/", NULL, 0, 0,
+               PROC_FAMILY_EXPECT),
+    PROC_KNOWN("perl-http-tiny", "HTTP-Tiny/", NULL, 0, 0,
+               PROC_FAMILY_EXPECT),
+    PROC_KNOWN("perl-mojolicious", "Mojolicious (Perl)", NULL, 1, 0,
+               PROC_FAMILY_EXPECT),
+    PROC_KNOWN("ruby-net-http", "Ruby", NULL, 1, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("java-httpclient", "Java-http-client/", NULL, 0, 8, 0),
+    PROC_KNOWN("apache-httpclient", "Apache-HttpClient/", " (Java/", 0, 0,
+               PROC_FAMILY_EXPECT),
+    PROC_KNOWN("node-fetch", "node", NULL, 1, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("node-axios", "axios/", NULL, 0, 0, PROC_FAMILY_EXPECT),
     PROC_KNOWN("node-got", "got (https://github.com/sindresorhus/got)",
-               NULL, 1, 0),
-    PROC_KNOWN("go", "Go-http-client/1.1", NULL, 1, 5),
-    PROC_KNOWN("rclone", "rclone/", NULL, 0, 5),
-    PROC_KNOWN("gvfs", "gvfs/", NULL, 0, 0),
-    PROC_KNOWN("neon", "cadaver/", " neon/", 0, 127),
-    PROC_KNOWN("davix", "libdavix/", NULL, 0, 0),
-    PROC_KNOWN("check_curl", "check_curl/", NULL, 0, 0),
+               NULL, 1, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("go", "Go-http-client/1.1", NULL, 1, 5, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("rclone", "rclone/", NULL, 0, 5, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("gvfs", "gvfs/", NULL, 0, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("neon", "cadaver/", " neon/", 0, 127, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("davix", "libdavix/", NULL, 0, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("check_curl", "check_curl/", NULL, 0, 0, 0),
     PROC_KNOWN("chromium", "Mozilla/5.0 (",
-               "(KHTML, like Gecko) HeadlessChrome/", 0, 0),
-    PROC_KNOWN("firefox", "Mozilla/5.0 (", ") Gecko/20100101 Firefox/", 0, 0),
-    {NULL, NULL, 0, NULL, 0, 0}
+               "(KHTML, like Gecko) HeadlessChrome/", 0, 0,
+               PROC_FAMILY_BROWSER | PROC_FAMILY_EXPECT),
+    PROC_KNOWN("firefox", "Mozilla/5.0 (", ") Gecko/20100101 Firefox/", 0, 0,
+               PROC_FAMILY_BROWSER | PROC_FAMILY_EXPECT),
+    {NULL, NULL, 0, NULL, 0, 0, 0}
 };
-/* END known clients */
 
 /* Counters for mod_status, summed over all children: one anonymous shared
  * memory segment made by the parent and kept in the process pool, so that
@@ -243,7 +259,8 @@ struct proc_conn {
     int gates_added;                /* [worker] gate filters installed */
     int log_debug;                  /* [worker] r logs at debug level */
     int has_dup;                    /* [worker] fd was made */
-    int family_cap;                 /* [worker] r's client family's cap */
+    int client_cap;                 /* [worker] most 102s r's client takes,
+                                     * 0: no limit of the client's */
 
     unsigned char pending[PROC_PENDING_MAX]; /* [lock] unsent 102 bytes */
 };
@@ -254,6 +271,16 @@ typedef struct {
     proc_conn *pc;
     apr_uint32_t arm_seq;           /* the arm it paused */
 } proc_pause_mark;
+
+/* What the decision to arm found out about a request (proc_refused). */
+typedef struct {
+    const proc_known_client *family;    /* its client's family, or NULL */
+    int prefers;                        /* it asked: Prefer: processing */
+    int expects_continue;               /* Expect: 100-continue */
+    int behind_front;                   /* it came through a front */
+    int cap;                            /* most 102s its client takes, 0:
+                                         * no limit of the client's */
+} proc_verdict;
 
 /* A heap entry holds a copy of its record's due time, so that ordering the
  * heap reads only the array, not a record per comparison. */
@@ -1259,10 +1286,10 @@ static void proc_copy_log_id(request_rec *r, proc_conn *pc)
                 sizeof(pc->log_id));
 }
 
-/* ProcessingMaxCount, lowered (never raised) by the client family's
- * measured cap and by the env var processing-max-count=N (1..1000). */
+/* ProcessingMaxCount, lowered (never raised) by the client's 1xx budget
+ * (its family's measured cap less the other 1xx it sees) and by the env var processing-max-count=N (1..1000). */
 static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg,
-                                  int family_cap)
+                                  int client_cap)
 {
     int max = cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT
                                       : cfg->max_count;
@@ -1270,8 +1297,8 @@ static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg,
                       : apr_table_get(r->subprocess_env,
                                       "processing-max-count");
 
-    if (family_cap && (max == 0 || family_cap < max)) {
-        max = family_cap;
+    if (client_cap && (max == 0 || client_cap < max)) {
+        max = client_cap;
     }
     if (cap) {
         char *end;
@@ -1307,7 +1334,7 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     proc_flush_connection(r, pc);
     proc_add_gates(r, pc);
     pc->interval = interval;
-    pc->max_count = proc_request_max_count(r, cfg, pc->family_cap);
+    pc->max_count = proc_request_max_count(r, cfg, pc->client_cap);
     pc->s = r->server;
     pc->conn_id = r->connection->id;
     proc_copy_log_id(r, pc);
@@ -1575,7 +1602,22 @@ static int proc_prefers_processing(request_rec *r)
     return 0;
 }
 
-/* The known client family r's User-Agent belongs to, or NULL. */
+/* Whether r's User-Agent belongs to the known family k. */
+static int proc_family_matches(request_rec *r, const char *ua,
+                               const proc_known_client *k)
+{
+    if (ua[0] != k->prefix[0] || strncmp(ua, k->prefix, k->prefix_len)) {
+        return 0;
+    }
+    if (k->exact ? ua[k->prefix_len] != '\0'
+                 : k->contains && !strstr(ua, k->contains)) {
+        return 0;
+    }
+    return !(k->flags & PROC_FAMILY_BROWSER)
+           || apr_table_get(r->headers_in, "Sec-Fetch-Mode");
+}
+
+/* The known client family r's client belongs to, or NULL. */
 static const proc_known_client *proc_known_family(request_rec *r)
 {
     const char *ua = apr_table_get(r->headers_in, "User-Agent");
@@ -1585,34 +1627,199 @@ static const proc_known_client *proc_known_family(request_rec *r)
         return NULL;
     }
     for (k = proc_known_clients; k->name; k++) {
-        if (ua[0] != k->prefix[0]
-            || strncmp(ua, k->prefix, k->prefix_len)) {
-            continue;
-        }
-        if (k->exact ? ua[k->prefix_len] == '\0'
-                     : !k->contains || strstr(ua, k->contains)) {
+        if (proc_family_matches(r, ua, k)) {
             return k;
         }
     }
     return NULL;
 }
 
-/* Whether the client may get 102s under the ProcessingClients policy, or
- * the reason it may not. */
-static const char *proc_client_refused(request_rec *r, int policy,
-                                       const proc_known_client *family,
-                                       int prefers)
+/* Whether r waits for a 100 Continue before sending its body: httpd sends
+ * one (a 1xx of the stream) when the handler reads the body. */
+static int proc_expects_continue(request_rec *r)
 {
-    if (policy == PROC_CLIENTS_ALL || prefers) {
+    const char *expect = apr_table_get(r->headers_in, "Expect");
+
+    return expect && !ap_cstr_casecmp(expect, "100-continue");
+}
+
+/* Whether mod_proxy handles r: mod_proxy_http forwards the backend's
+ * interim responses, so this request's 1xx stream is not ours alone. */
+static int proc_proxy_handler(const request_rec *r)
+{
+    return r->proxyreq != PROXYREQ_NONE
+           || (r->handler && (!strcmp(r->handler, "proxy-server")
+                              || !strncmp(r->handler, "proxy:", 6)));
+}
+
+/* Request headers that intermediaries add: a request with any of them came
+ * through a front, and the 102 goes to that front first. */
+static const char *const proc_front_headers[] = {
+    "Via", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host",
+    "X-Forwarded-Proto", "X-Forwarded-Server", "X-Real-IP", "X-Varnish",
+    "CDN-Loop",
+    NULL
+};
+
+/* Whether r came through a front: one of its headers, or mod_remoteip
+ * took the client address from one. */
+static int proc_behind_front(request_rec *r)
+{
+    const char *const *h;
+
+    if (strcmp(r->useragent_ip, r->connection->client_ip)) {
+        return 1;
+    }
+    for (h = proc_front_headers; *h; h++) {
+        if (apr_table_get(r->headers_in, *h)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Entries of a comma-separated header list (0 if absent). */
+static int proc_list_len(const char *v)
+{
+    int n = v && *v ? 1 : 0;
+
+    for (; v && *v; v++) {
+        n += *v == ',';
+    }
+    return n;
+}
+
+/* Whether every front r came through was Apache's mod_proxy_http, which
+ * passes interim responses on as they come: each adds an entry to
+ * X-Forwarded-For and to X-Forwarded-Server (ProxyAddHeaders, on by
+ * default), so the lists are as long as each other, and none adds the
+ * headers other fronts do. */
+static int proc_front_is_mod_proxy(request_rec *r)
+{
+    const char *servers = apr_table_get(r->headers_in, "X-Forwarded-Server");
+
+    return servers
+           && !strcmp(r->useragent_ip, r->connection->client_ip)
+           && proc_list_len(servers)
+              == proc_list_len(apr_table_get(r->headers_in,
+                                             "X-Forwarded-For"))
+           && !apr_table_get(r->headers_in, "Via")
+           && !apr_table_get(r->headers_in, "Forwarded")
+           && !apr_table_get(r->headers_in, "X-Real-IP")
+           && !apr_table_get(r->headers_in, "CDN-Loop");
+}
+
+/* Whether the connection's peer is a front the administrator declared with
+ * ProcessingTrustedProxy. */
+static int proc_front_declared(request_rec *r, const proc_dir_cfg *cfg)
+{
+    apr_ipsubnet_t **fronts;
+    int i;
+
+    if (!cfg->fronts) {
+        return 0;
+    }
+    fronts = (apr_ipsubnet_t **)cfg->fronts->elts;
+    for (i = 0; i < cfg->fronts->nelts; i++) {
+        if (apr_ipsubnet_test(fronts[i], r->connection->client_addr)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Why the front r came through, if any, would not carry 102s to the
+ * client, or NULL.  Varnish turns a backend's 1xx into a 503 ("Backend
+ * fetch failed"), declared or not; nginx takes any 1xx but 103 as the
+ * final response; Envoy forwards only the first.  So a front gets 102s
+ * only when declared or recognised. */
+static const char *proc_front_refused(request_rec *r, const proc_dir_cfg *cfg)
+{
+    if (apr_table_get(r->headers_in, "X-Varnish")) {
+        return "behind Varnish, which fails a request on a backend's 1xx";
+    }
+    if (proc_front_declared(r, cfg) || proc_front_is_mod_proxy(r)) {
         return NULL;
     }
-    if (policy == PROC_CLIENTS_KNOWN
-        && (family || apr_table_get(r->subprocess_env, "force-processing"))) {
+    return "behind a front not known to pass 102s on "
+           "(ProcessingTrustedProxy declares one)";
+}
+
+/* Whether the client may get 102s under the ProcessingClients policy, or
+ * the reason it may not: it asks for them (Prefer), or belongs to a
+ * family known to take them in this request's flow. */
+static const char *proc_client_refused(request_rec *r, int policy,
+                                       const proc_verdict *v)
+{
+    if (v->prefers) {
         return NULL;
     }
-    return policy == PROC_CLIENTS_KNOWN
-           ? "client not known to handle 102 (ProcessingClients known)"
-           : "no 'Prefer: processing' (ProcessingClients prefer)";
+    if (policy == PROC_CLIENTS_PREFER) {
+        return "no 'Prefer: processing' (ProcessingClients prefer)";
+    }
+    if (!v->family) {
+        return "client not known to handle 102 (ProcessingClients known)";
+    }
+    if (v->expects_continue && !(v->family->flags & PROC_FAMILY_EXPECT)) {
+        return "client not known to handle 102 after 100 Continue";
+    }
+    return NULL;
+}
+
+/* The 1xx budget of a capped family: its cap is on every 1xx it sees,
+ * ours and others'.  A 100 Continue counts; behind a front or under
+ * mod_proxy, others may add 1xx we cannot count: then none of ours. */
+static const char *proc_budget_refused(request_rec *r, proc_verdict *v)
+{
+    int budget;
+
+    if (!v->family || !v->family->cap) {
+        return NULL;
+    }
+    if (v->behind_front || proc_proxy_handler(r)) {
+        return "capped client behind a front or proxy: the 1xx it sees "
+               "cannot be counted";
+    }
+    budget = v->family->cap - (v->expects_continue ? 1 : 0);
+    if (budget < 1) {
+        return "client's 1xx cap already reached";
+    }
+    v->cap = budget;
+    return NULL;
+}
+
+/* The one decision: whether r may get 102s, filling in v, or the reason it
+ * may not.  The cheap tests come first; the front and the 1xx budget are
+ * looked at only for a request that would otherwise arm. */
+static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
+                                proc_verdict *v)
+{
+    int policy = cfg->clients == UNSET ? PROC_CLIENTS_KNOWN : cfg->clients;
+    const char *why = proc_ineligible(r);
+    int forced;
+
+    memset(v, 0, sizeof(*v));
+    if (why || policy == PROC_CLIENTS_ALL) {
+        /* "all": every eligible request, with no family caps (the
+         * administrator sets them: processing-clients.conf). */
+        return why;
+    }
+    v->prefers = proc_prefers_processing(r);
+    v->family = proc_known_family(r);
+    v->expects_continue = proc_expects_continue(r);
+    /* force-processing (known policy) is the administrator's decision:
+     * no client or front test, but the family's 1xx budget holds. */
+    forced = policy == PROC_CLIENTS_KNOWN
+             && !apr_is_empty_table(r->subprocess_env)
+             && apr_table_get(r->subprocess_env, "force-processing");
+    if (!forced && (why = proc_client_refused(r, policy, v))) {
+        return why;
+    }
+    v->behind_front = proc_behind_front(r);
+    if (!forced && v->behind_front && (why = proc_front_refused(r, cfg))) {
+        return why;
+    }
+    return proc_budget_refused(r, v);
 }
 
 /* Runs first among handlers and always declines: the handler is about to
@@ -1621,10 +1828,9 @@ static int proc_handler(request_rec *r)
 {
     const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
                                                    &processing_module);
-    const proc_known_client *family;
+    proc_verdict v;
     const char *why;
     proc_conn *pc;
-    int policy, prefers;
 
     if (cfg->enabled != 1 || !proc_wd.ready) {
         return DECLINED;
@@ -1648,23 +1854,15 @@ static int proc_handler(request_rec *r)
             }
         }
     }
-    policy = cfg->clients == UNSET ? PROC_CLIENTS_KNOWN : cfg->clients;
-    why = proc_ineligible(r);
-    /* "all" is the behaviour before client policies: no family test, and
-     * the administrator caps clients (processing-clients.conf). */
-    family = why || policy == PROC_CLIENTS_ALL ? NULL : proc_known_family(r);
-    prefers = why ? 0 : proc_prefers_processing(r);
-    if (!why) {
-        why = proc_client_refused(r, policy, family, prefers);
-    }
+    why = proc_refused(r, cfg, &v);
     if (why) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
         return DECLINED;
     }
-    if (family) {
-        apr_table_setn(r->notes, "processing-client", family->name);
+    if (v.family) {
+        apr_table_setn(r->notes, "processing-client", v.family->name);
     }
-    if (prefers) {
+    if (v.prefers) {
         /* RFC 7240: tell the client its preference is honoured. */
         apr_table_mergen(r->err_headers_out, "Preference-Applied",
                          "processing");
@@ -1678,7 +1876,7 @@ static int proc_handler(request_rec *r)
         proc_disarm(pc, "next request");
     }
     pc->r = r;
-    pc->family_cap = family ? family->cap : 0;
+    pc->client_cap = v.cap;
 
     if (ap_request_has_body(r)) {
         /* Armed later, if at all, by the body filter: log "0" until
@@ -1726,6 +1924,7 @@ static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
     cfg->max_count = UNSET;
     cfg->max_time = UNSET;
     cfg->clients = UNSET;
+    cfg->fronts = NULL;
     cfg->configured = 0;
     return cfg;
 }
@@ -1753,6 +1952,7 @@ static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
                                              : base->max_count;
     cfg->max_time = add->max_time != UNSET ? add->max_time : base->max_time;
     cfg->clients = add->clients != UNSET ? add->clients : base->clients;
+    cfg->fronts = add->fronts ? add->fronts : base->fronts;
     return cfg;
 }
 
@@ -1822,14 +2022,34 @@ static const char *proc_set_clients(cmd_parms *cmd, void *dcfg,
     return proc_cfg_changed(dcfg, NULL);
 }
 
-/* The directive of releases before ProcessingClients: On is
- * "ProcessingClients prefer"; Off, its default, is now the safe default,
- * "ProcessingClients known". */
-static const char *proc_set_require_prefer(cmd_parms *cmd, void *dcfg,
-                                           int flag)
+/* ProcessingTrustedProxy: the addresses (or CIDR ranges, as mod_remoteip's
+ * RemoteIPTrustedProxy takes them) of fronts the administrator declares
+ * to pass 102s on to their clients. */
+static const char *proc_add_front(cmd_parms *cmd, void *dcfg, const char *arg)
 {
-    ((proc_dir_cfg *)dcfg)->clients = flag ? PROC_CLIENTS_PREFER
-                                           : PROC_CLIENTS_KNOWN;
+    proc_dir_cfg *cfg = dcfg;
+    char *addr = apr_pstrdup(cmd->pool, arg);
+    char *mask = strchr(addr, '/');
+    apr_ipsubnet_t **front;
+
+    if (mask) {
+        *mask++ = '\0';
+    }
+    if (!cfg->fronts) {
+        cfg->fronts = apr_array_make(cmd->pool, 4, sizeof(*front));
+    }
+    front = apr_array_push(cfg->fronts);
+    /* Addresses only: apr_ipsubnet_create() would also take host names'
+     * look-alikes such as "10" (10.0.0.0/8), which read as a mistake. */
+    if ((!apr_isdigit(*addr) && !strchr(addr, ':'))
+        || (!mask && !strchr(addr, ':') && !strchr(addr, '.'))
+        || apr_ipsubnet_create(front, addr, mask, cmd->pool)
+           != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not allowed (an IP "
+                            "address or address/prefix, e.g. 192.0.2.7, "
+                            "10.0.0.0/8 or 2001:db8::/32)",
+                            cmd->cmd->name, arg);
+    }
     return proc_cfg_changed(dcfg, NULL);
 }
 
@@ -1983,10 +2203,10 @@ static const command_rec proc_cmds[] = {
                   "Which clients get 102s: known (default: those that ask "
                   "with Prefer, are allowed by force-processing, or belong "
                   "to a family known to handle them), prefer, or all"),
-    AP_INIT_FLAG("ProcessingRequirePrefer", proc_set_require_prefer, NULL,
-                 OR_FILEINFO,
-                 "Deprecated: On is 'ProcessingClients prefer', Off is "
-                 "'ProcessingClients known'"),
+    AP_INIT_ITERATE("ProcessingTrustedProxy", proc_add_front, NULL,
+                    RSRC_CONF,
+                    "Addresses or address/prefix ranges of fronts (reverse "
+                    "proxies, CDNs) that pass 102s on to their clients"),
     AP_INIT_TAKE1("ProcessingInterval", proc_set_interval, NULL, OR_FILEINFO,
                   "Time between 102 Processing responses, 100ms to 1h "
                   "(default 20s)"),

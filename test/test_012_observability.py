@@ -1,4 +1,4 @@
-"""ProcessingRequirePrefer (RFC 7240 opt-in) and the mod_status counters,
+"""ProcessingClients prefer (RFC 7240 opt-in) and the mod_status counters,
 summed over all child processes (prefork: one request per process)."""
 
 import re
@@ -19,7 +19,7 @@ CONF = """
     SetHandler proc-test
     Processing On
     ProcessingInterval 200ms
-    ProcessingRequirePrefer On
+    ProcessingClients prefer
 </Location>
 <Location /server-status>
     SetHandler server-status
@@ -27,7 +27,7 @@ CONF = """
 """
 
 
-class TestRequirePrefer:
+class TestPreferPolicy:
 
     @pytest.fixture(autouse=True, scope="class")
     def _conf(self, env):
@@ -60,8 +60,8 @@ class TestRequirePrefer:
         assert r.header("Preference-Applied") is None
         assert env.access_log(r.test_id)["sent"] is None
 
-    def test_bad_value_fails_configtest(self, env):
-        rc, out = env.configtest("ProcessingRequirePrefer maybe\n")
+    def test_removed_directive_fails_configtest(self, env):
+        rc, out = env.configtest("ProcessingRequirePrefer On\n")
         assert rc != 0
         assert "ProcessingRequirePrefer" in out
 

@@ -27,13 +27,6 @@ SetEnvIf X-Cap "^2$" processing-max-count=2
 <Location /pt/all>
     ProcessingClients all
 </Location>
-<Location /pt/old-on>
-    ProcessingRequirePrefer On
-</Location>
-<Location /pt/old-off>
-    ProcessingClients all
-    ProcessingRequirePrefer Off
-</Location>
 """
 
 SLOW = "?sleep=650&len=20"
@@ -119,20 +112,15 @@ class TestClientPolicy:
         assert r.count(102) == 0
 
     def test_prefer_policy(self, env):
-        for path in ("/pt/prefer", "/pt/old-on"):
-            assert self.get(env, path, "curl/7.88.1").count(102) == 0
-            assert self.get(env, path, "my-app/1.0",
-                            X_Allow="1").count(102) == 0
-            assert self.get(env, path, "curl/7.88.1",
-                            Prefer="processing").count(102) >= 3
+        path = "/pt/prefer"
+        assert self.get(env, path, "curl/7.88.1").count(102) == 0
+        assert self.get(env, path, "my-app/1.0", X_Allow="1").count(102) == 0
+        assert self.get(env, path, "curl/7.88.1",
+                        Prefer="processing").count(102) >= 3
 
     @pytest.mark.parametrize("ua", UNKNOWN, ids=range(len(UNKNOWN)))
     def test_all_policy(self, env, ua):
         assert self.get(env, "/pt/all", ua).count(102) >= 3
-
-    def test_old_directive_off_is_known(self, env):
-        assert self.get(env, "/pt/old-off", "Mozilla/5.0").count(102) == 0
-        assert self.get(env, "/pt/old-off", "curl/8.0").count(102) >= 3
 
 
 def test_bad_value(env):
