@@ -99,6 +99,10 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #define PROC_MAX_DURATION       apr_time_from_sec(3600)
 #define PROC_MAX_COUNT_LIMIT    1000
 
+/* mod_proxy_http answers 502 at a backend's 10th interim response in a row
+ * (AP_MAX_INTERIM_RESPONSES): a recognised mod_proxy front takes 9. */
+#define PROC_MOD_PROXY_CAP      9
+
 /* ProcessingClients: who gets 102s. */
 #define PROC_CLIENTS_KNOWN      0   /* asked, allowed, or a known family */
 #define PROC_CLIENTS_PREFER     1   /* asked (Prefer) only */
@@ -278,6 +282,8 @@ typedef struct {
     int prefers;                        /* it asked: Prefer: processing */
     int expects_continue;               /* Expect: 100-continue */
     int behind_front;                   /* it came through a front */
+    int front_cap;                      /* most 1xx the front takes, 0: no
+                                         * known limit */
     int cap;                            /* most 102s its client takes, 0:
                                          * no limit of the client's */
 } proc_verdict;
@@ -1733,12 +1739,13 @@ static int proc_front_declared(request_rec *r, const proc_dir_cfg *cfg)
  * fetch failed"), declared or not; nginx takes any 1xx but 103 as the
  * final response; Envoy forwards only the first.  So a front gets 102s
  * only when declared or recognised. */
-static const char *proc_front_refused(request_rec *r, const proc_dir_cfg *cfg)
+static const char *proc_front_refused(request_rec *r, const proc_dir_cfg *cfg,
+                                      const proc_verdict *v)
 {
     if (apr_table_get(r->headers_in, "X-Varnish")) {
         return "behind Varnish, which fails a request on a backend's 1xx";
     }
-    if (proc_front_declared(r, cfg) || proc_front_is_mod_proxy(r)) {
+    if (v->front_cap || proc_front_declared(r, cfg)) {
         return NULL;
     }
     return "behind a front not known to pass 102s on "
@@ -1766,26 +1773,26 @@ static const char *proc_client_refused(request_rec *r, int policy,
     return NULL;
 }
 
-/* The 1xx budget of a capped family: its cap is on every 1xx it sees,
- * ours and others'.  A 100 Continue counts; behind a front or under
- * mod_proxy, others may add 1xx we cannot count: then none of ours. */
+/* The 1xx budget: a capped client's or front's cap is on every 1xx it
+ * sees, ours and others'.  A 100 Continue counts; behind a front or under
+ * mod_proxy, others may add 1xx to a client's stream that we cannot
+ * count: then none of ours for a capped client. */
 static const char *proc_budget_refused(request_rec *r, proc_verdict *v)
 {
-    int budget;
+    int cap = v->family ? v->family->cap : 0;
 
-    if (!v->family || !v->family->cap) {
-        return NULL;
-    }
-    if (v->behind_front || proc_proxy_handler(r)) {
+    if (cap && (v->behind_front || proc_proxy_handler(r))) {
         return "capped client behind a front or proxy: the 1xx it sees "
                "cannot be counted";
     }
-    budget = v->family->cap - (v->expects_continue ? 1 : 0);
-    if (budget < 1) {
-        return "client's 1xx cap already reached";
+    if (v->front_cap && (!cap || v->front_cap < cap)) {
+        cap = v->front_cap;
     }
-    v->cap = budget;
-    return NULL;
+    if (!cap) {
+        return NULL;
+    }
+    v->cap = cap - (v->expects_continue ? 1 : 0);
+    return v->cap < 1 ? "the 1xx cap is reached already" : NULL;
 }
 
 /* The one decision: whether r may get 102s, filling in v, or the reason it
@@ -1816,8 +1823,11 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
         return why;
     }
     v->behind_front = proc_behind_front(r);
-    if (!forced && v->behind_front && (why = proc_front_refused(r, cfg))) {
-        return why;
+    if (v->behind_front) {
+        v->front_cap = proc_front_is_mod_proxy(r) ? PROC_MOD_PROXY_CAP : 0;
+        if (!forced && (why = proc_front_refused(r, cfg, v))) {
+            return why;
+        }
     }
     return proc_budget_refused(r, v);
 }

@@ -35,12 +35,8 @@ UNKNOWN = ["python-requests/2.28.1", "Python-urllib/3.11", "Mozilla/5.0",
 
 
 def client_log(env, tid):
-    with open(env.path("logs", "clients_log")) as f:
-        for line in f:
-            parts = line.split()
-            if parts[0] == tid:
-                return parts[2], parts[3]
-    raise AssertionError(f"{tid} not in clients_log")
+    """(processing-sent, processing-client) of the request."""
+    return env.log_fields("clients_log", tid)[1:3]
 
 
 class TestClientPolicy:

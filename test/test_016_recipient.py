@@ -42,12 +42,8 @@ VARNISH = {"X-Forwarded-For": "192.0.2.7", "X-Varnish": "32770",
 
 
 def recipient_log(env, tid):
-    with open(env.path("logs", "recipient_log")) as f:
-        for line in f:
-            parts = line.split()
-            if parts[0] == tid:
-                return parts[2], parts[3]
-    raise AssertionError(f"{tid} not in recipient_log")
+    """(processing-sent, processing-client) of the request."""
+    return env.log_fields("recipient_log", tid)[1:3]
 
 
 def get(env, ua, target=SLOW, **headers):
@@ -111,6 +107,12 @@ class TestFront:
     def test_mod_proxy_front_recognised(self, env):
         r = get(env, CURL, **MOD_PROXY)
         assert r.count(102) >= 2
+
+    def test_mod_proxy_front_cap(self, env):
+        # mod_proxy_http answers 502 at a backend's 10th interim response
+        assert get(env, CURL, LONG, **MOD_PROXY).count(102) == 9
+        r = upload(env, CURL, target=LONG, **MOD_PROXY)
+        assert interim_statuses(r) == [100] + [102] * 8
 
     def test_two_mod_proxy_fronts_recognised(self, env):
         h = {"X-Forwarded-For": "192.0.2.7, 10.0.0.1",

@@ -599,3 +599,21 @@ class HttpdEnv:
         """The (first) access log entry of the request with this
         X-Test-Id; access_logs() for all of them."""
         return self.access_logs(test_id, 1, timeout)[0]
+
+    def log_fields(self, name, test_id, timeout=3.0):
+        """The fields after the first of the line of logs/<name> (a
+        CustomLog of the test's own whose first field is %{X-Test-Id}i)
+        for this request, waiting up to timeout for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(self.path("logs", name), errors="replace") as f:
+                    for line in f:
+                        parts = line.split()
+                        if parts and parts[0] == test_id:
+                            return tuple(parts[1:])
+            except FileNotFoundError:
+                pass
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{test_id} not in logs/{name}")
+            time.sleep(0.05)
