@@ -39,9 +39,14 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+# Raw results are build output, never committed: build/bench/ at the top of
+# the checkout (ignored by git); BENCHMARKS.md holds the human table.
+DEFAULT_RESULTS = os.path.join(os.path.dirname(BENCH_DIR), "build", "bench")
+
+
 def results_dir():
-    """Where scripts write their JSON (bench/results by default)."""
-    d = os.environ.get("BENCH_RESULTS", os.path.join(BENCH_DIR, "results"))
+    """Where scripts write their JSON (build/bench by default)."""
+    d = os.environ.get("BENCH_RESULTS", DEFAULT_RESULTS)
     os.makedirs(d, exist_ok=True)
     return d
 

@@ -3,7 +3,7 @@
 
   bench/cgdiff.py CELL A B [TOP]
 
-CELL names the callgrind.py runs kept in bench/results/callgrind/ (the first
+CELL names the callgrind.py runs kept in build/bench/callgrind/ (the first
 of the repeats), e.g. minimal-prefork-ka or debian-event-close; A and B are
 configurations (base, off, on).  For each (object, function) the exclusive
 Ir per request, (N2 run - N1 run) / (N2 - N1), of B minus that of A: it

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Turn bench/results/*.json into the Markdown tables of BENCHMARKS.md,
+"""Turn build/bench/*.json (BENCH_RESULTS) into Markdown tables for BENCHMARKS.md,
 with each target and whether this run met it.  Prints to stdout."""
 
 import json

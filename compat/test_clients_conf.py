@@ -30,6 +30,10 @@ MAIN = HERE.parent
 MODULE_SO = MAIN / ".libs" / "mod_processing.so"
 CONF = MAIN / "conf-examples" / "processing-clients.conf"
 MODDIR = Path("/usr/lib/apache2/modules")
+# /usr/sbin is not on an ordinary user's PATH on Debian: look there too, as
+# the suite's harness (test/proc/env.py) does.
+APACHE2 = shutil.which("apache2", path="/usr/sbin:/usr/bin:" +
+                       os.environ.get("PATH", ""))
 
 CGI_SLEEP = 1.5          # seconds the CGI sleeps
 INTERVAL_MS = 100        # so an unrestricted client gets about 15 102s
@@ -72,7 +76,7 @@ def _config(root, port):
 
 @pytest.fixture(scope="module")
 def server():
-    if not shutil.which("apache2"):
+    if not APACHE2:
         pytest.skip("apache2 is not installed (apt-get install apache2)")
     if not MODULE_SO.exists():
         r = subprocess.run(["make", "-f", "Makefile.apxs"], cwd=str(MAIN),
@@ -93,7 +97,7 @@ def server():
         port = free_port()
         (root / "httpd.conf").write_text(_config(root, port))
         subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-        argv = ["apache2", "-d", str(root), "-f", str(root / "httpd.conf")]
+        argv = [APACHE2, "-d", str(root), "-f", str(root / "httpd.conf")]
         t = subprocess.run(argv + ["-t"], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=30)
         assert t.returncode == 0, t.stdout.decode(errors="replace")
