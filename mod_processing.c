@@ -90,6 +90,11 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
 #define PROC_HAS_CHILD_STOPPING 1
 #endif
+/* ap_ssl_conn_is_ssl() came with httpd 2.4.47. */
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 102)
+#include "http_ssl.h"
+#define PROC_HAS_SSL_CONN_IS_SSL 1
+#endif
 
 #define UNSET -1
 
@@ -341,6 +346,8 @@ static ap_filter_rec_t *proc_body_filter_handle;
 static ap_filter_rec_t *proc_gate_out_handle;
 static ap_filter_rec_t *proc_gate_in_handle;
 static ap_filter_rec_t *proc_writer_handle;
+/* Set once this child has said why TLS connections get no 102s. */
+static volatile apr_uint32_t proc_tls_refusal_logged;
 
 /* ------------------------------------------------------------------ */
 /* The lock                                                           */
@@ -1709,6 +1716,30 @@ static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
     return rv;
 }
 
+/* Whether r's connection is TLS through something else than mod_ssl
+ * (mod_tls, mod_gnutls): the watchdog can encrypt only with mod_ssl's
+ * SSL, and clear bytes would break the stream.  A configuration matter:
+ * said at INFO once per child. */
+static int proc_tls_not_ours(request_rec *r)
+{
+#ifdef PROC_HAS_SSL_CONN_IS_SSL
+    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
+                                         &processing_module);
+
+    if ((pc && pc->ssl) || !ap_ssl_conn_is_ssl(r->connection)) {
+        return 0;
+    }
+    if (apr_atomic_cas32(&proc_tls_refusal_logged, 1, 0) == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "no 102 Processing on "
+                      "TLS connections not served by mod_ssl (said once "
+                      "per child)");
+    }
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Why r must never get a 102, or NULL if it may. */
 static const char *proc_ineligible(request_rec *r)
 {
@@ -1733,6 +1764,9 @@ static const char *proc_ineligible(request_rec *r)
     }
     if (proc_response_started(r)) {
         return "response already started";
+    }
+    if (proc_tls_not_ours(r)) {
+        return "TLS not served by mod_ssl";
     }
     return NULL;
 }
