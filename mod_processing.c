@@ -68,6 +68,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <pthread.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -89,6 +90,11 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #endif
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
 #define PROC_HAS_CHILD_STOPPING 1
+#endif
+/* ap_ssl_conn_is_ssl() came with httpd 2.4.47. */
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 102)
+#include "http_ssl.h"
+#define PROC_HAS_SSL_CONN_IS_SSL 1
 #endif
 
 #define UNSET -1
@@ -113,9 +119,10 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #define PROC_INTERIM_BYTES      "HTTP/1.1 102 Processing\r\n\r\n"
 #define PROC_INTERIM_MAX        64
 
-/* Room for one 102 as sent: 28 bytes in clear, or one TLS record around
- * them (at most ~120 bytes for TLS 1.2 CBC with SHA-384, ~50 for GCM and
- * TLS 1.3). */
+/* Room inside the record for one 102 as sent: 28 bytes in clear, or one
+ * TLS record around them (~100 bytes for TLS 1.2 CBC with SHA-384, ~50
+ * for GCM and TLS 1.3).  A larger record (TLS 1.3 record padding) goes to
+ * a heap buffer: OpenSSL has counted it, so it must never be dropped. */
 #define PROC_PENDING_MAX        256
 #define PROC_LOG_ID_MAX         32
 
@@ -223,6 +230,18 @@ typedef struct {
     volatile apr_uint32_t failed_total; /* sends that failed (client gone) */
 } proc_stats;
 
+/* A socket address as accept() or getsockname() gives it. */
+typedef struct {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in sin;
+#if APR_HAVE_IPV6
+        struct sockaddr_in6 sin6;
+#endif
+    } u;
+    socklen_t len;
+} proc_addr;
+
 /* Per-connection record, allocated once from c->pool on first need and
  * reused by every request on the connection (HTTP/1.1 runs one at a time).
  *
@@ -245,11 +264,21 @@ struct proc_conn {
     apr_time_t due;                 /* [lock] when the next 102 is due */
     int sent;                       /* [lock] complete 102s this request */
     int dead;                       /* [lock] a send failed: stop */
-    apr_size_t pending_off;         /* [lock] bytes of pending[] written */
-    apr_size_t pending_len;         /* [lock] bytes in pending[] */
+    int lost;                       /* [lock] a TLS record could not be
+                                     * kept: the connection must close */
+    unsigned char *pending;         /* [lock] unsent 102 bytes: inline[],
+                                     * or malloc'd when a TLS record was
+                                     * larger (freed with the connection) */
+    apr_size_t pending_cap;         /* [lock] size of pending */
+    apr_size_t pending_off;         /* [lock] bytes of pending written */
+    apr_size_t pending_len;         /* [lock] bytes in pending */
     apr_os_sock_t fd;               /* [lock] the watchdog's own duplicate
-                                     * of the client socket, or -1 */
+                                     * of the client socket, made at the
+                                     * first 102 of an arm, or -1 */
 
+    apr_os_sock_t conn_fd;          /* [arm] the client socket's number */
+    proc_addr local;                /* [arm] its addresses, to know it */
+    proc_addr peer;                 /* [arm] again before duplicating it */
     SSL *ssl;                       /* [arm] mod_ssl's SSL, NULL if plain */
     apr_interval_time_t interval;   /* [arm] effective settings */
     int max_count;                  /* [arm] 0 = no limit */
@@ -260,13 +289,14 @@ struct proc_conn {
 
     conn_rec *c;                    /* [worker] */
     request_rec *r;                 /* [worker] request armed or waiting */
+    const char *in_handler;         /* [worker] r->handler while r's
+                                     * handler runs (proc_handler) */
     int gates_added;                /* [worker] gate filters installed */
     int log_debug;                  /* [worker] r logs at debug level */
-    int has_dup;                    /* [worker] fd was made */
     int client_cap;                 /* [worker] most 102s r's client takes,
                                      * 0: no limit of the client's */
 
-    unsigned char pending[PROC_PENDING_MAX]; /* [lock] unsent 102 bytes */
+    unsigned char inline_buf[PROC_PENDING_MAX]; /* [lock] see pending */
 };
 
 /* Marks a subrequest or internal redirect that paused its connection's
@@ -328,7 +358,8 @@ typedef struct {
     apr_size_t heap_len;            /* [lock] */
     apr_size_t heap_cap;            /* [lock] */
     APR_RING_HEAD(proc_conn_ring, proc_conn) conns; /* [lock] records that
-                                     * hold a duplicate descriptor */
+                                     * hold a duplicate descriptor (from
+                                     * their first 102 to their disarm) */
     server_rec *s;                  /* the main server, for logging */
 
     /* Below: the watchdog thread's own, never touched by another thread
@@ -348,6 +379,8 @@ static ap_filter_rec_t *proc_body_filter_handle;
 static ap_filter_rec_t *proc_gate_out_handle;
 static ap_filter_rec_t *proc_gate_in_handle;
 static ap_filter_rec_t *proc_writer_handle;
+/* Set once this child has said why TLS connections get no 102s. */
+static volatile apr_uint32_t proc_tls_refusal_logged;
 
 /* ------------------------------------------------------------------ */
 /* The lock                                                           */
@@ -500,13 +533,29 @@ static void proc_heap_clear(void)
     proc_wd.heap_len = 0;
 }
 
+/* Closes pc's duplicate descriptor, if it has one (caller holds the
+ * lock): at its disarm (worker), when it leaves the heap for good
+ * (watchdog) or when the child stops.  A kept-alive connection holds no
+ * descriptor of ours between requests: the child's descriptor limit is
+ * shared with every connection it serves. */
+static void proc_close_fd(proc_conn *pc)
+{
+    if (pc->fd >= 0) {
+        APR_RING_REMOVE(pc, link);
+        close(pc->fd);
+        pc->fd = -1;
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Watchdog thread                                                    */
 /*
  * Everything in this part runs on the watchdog thread, and all of it but
  * proc_wd_main's logging with the lock held.  It reads and writes only
- * proc_wd, the [lock] and [arm] fields of the records, its own duplicate
- * descriptors, its own pool, bucket allocator and shadow request, and, for
+ * proc_wd, the [lock] and [arm] fields of the records (a record's pending
+ * buffer may grow with malloc/realloc here), its own duplicate descriptors
+ * (made from the [arm] copy of the socket's number at a record's first
+ * 102), its own pool, bucket allocator and shadow request, and, for
  * TLS, the connection's SSL with a private BIO while the record is armed
  * and not paused (the worker runs no OpenSSL code on it then: the gates
  * disarm before mod_ssl's filters run, and a subrequest or redirect pauses
@@ -527,17 +576,68 @@ static int proc_wd_tls_idle(SSL *ssl)
            ;
 }
 
+/* Room for len more bytes in pc->pending: past the inline buffer, a heap
+ * buffer (malloc/realloc, thread-safe unlike pools), kept for the
+ * connection's next 102s and freed with it (proc_conn_cleanup). */
+static int proc_wd_reserve(proc_conn *pc, apr_size_t len)
+{
+    apr_size_t need = pc->pending_len + len;
+    unsigned char *buf;
+
+    if (need <= pc->pending_cap) {
+        return 1;
+    }
+    if (pc->pending == pc->inline_buf) {
+        if ((buf = malloc(need)) != NULL) {
+            memcpy(buf, pc->pending, pc->pending_len);
+        }
+    }
+    else {
+        buf = realloc(pc->pending, need);
+    }
+    if (!buf) {
+        return 0;
+    }
+    pc->pending = buf;
+    pc->pending_cap = need;
+    return 1;
+}
+
+/* Moves the TLS bytes SSL_write produced into pc->pending, every one of
+ * them: OpenSSL has counted the record, so dropping any byte would put
+ * the connection out of step.  Returns 0 if they could not be kept. */
+static int proc_wd_keep_record(proc_conn *pc)
+{
+    apr_size_t len = (apr_size_t)BIO_ctrl_pending(proc_wd.tls_out);
+    int out;
+
+    if (!proc_wd_reserve(pc, len)) {
+        return 0;
+    }
+    while (len > 0) {
+        out = BIO_read(proc_wd.tls_out, pc->pending + pc->pending_len,
+                       (int)len);
+        if (out <= 0) {
+            return 0;
+        }
+        pc->pending_len += out;
+        len -= out;
+    }
+    return 1;
+}
+
 /* Appends the clear-text bytes of an interim response to pc->pending,
  * encrypted as one TLS record when the connection is TLS.  Returns 0 when
- * the bytes cannot be produced; the record is then dead. */
+ * the bytes cannot be produced; the record is then dead, and lost when
+ * OpenSSL counted a record that is not kept: the worker then closes the
+ * connection (proc_gate_out). */
 static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
 {
-    apr_size_t room = sizeof(pc->pending) - pc->pending_len;
     BIO *saved;
-    int n, out;
+    int n;
 
     if (!pc->ssl) {
-        if (len > room) {
+        if (!proc_wd_reserve(pc, len)) {
             return 0;
         }
         memcpy(pc->pending + pc->pending_len, data, len);
@@ -555,17 +655,14 @@ static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
     n = SSL_write(pc->ssl, data, (int)len);
     SSL_set0_wbio(pc->ssl, saved);
 
-    if (n != (int)len
-        || (apr_size_t)BIO_ctrl_pending(proc_wd.tls_out) > room) {
-        /* The TLS stream may now be out of step: the connection cannot be
-         * saved, and no more 102s go to it. */
+    if (n != (int)len || !proc_wd_keep_record(pc)) {
+        /* A failed SSL_write (it may have written an alert) or a record
+         * that could not be kept: the TLS stream is out of step. */
         ERR_clear_error();
         (void)BIO_reset(proc_wd.tls_out);
+        pc->pending_len = pc->pending_off = 0;
+        pc->lost = 1;
         return 0;
-    }
-    out = BIO_read(proc_wd.tls_out, pc->pending + pc->pending_len, (int)room);
-    if (out > 0) {
-        pc->pending_len += out;
     }
     return 1;
 }
@@ -645,6 +742,66 @@ static void proc_wd_send_interim(proc_conn *pc, proc_wd_event *ev)
     }
 }
 
+/* Whether addr is the address `want` (family, port and address; other
+ * families byte for byte). */
+static int proc_wd_same_addr(const proc_addr *want,
+                             const struct sockaddr_storage *ss,
+                             socklen_t len)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)ss;
+
+    if (sa->sa_family != want->u.sa.sa_family) {
+        return 0;
+    }
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return in->sin_port == want->u.sin.sin_port
+               && in->sin_addr.s_addr == want->u.sin.sin_addr.s_addr;
+    }
+#if APR_HAVE_IPV6
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        return in6->sin6_port == want->u.sin6.sin6_port
+               && !memcmp(&in6->sin6_addr, &want->u.sin6.sin6_addr,
+                          sizeof(in6->sin6_addr));
+    }
+#endif
+    return len == want->len && !memcmp(ss, &want->u, len);
+}
+
+/* The watchdog's own duplicate of the client socket, made at the record's
+ * first 102 (a request that ends sooner costs no system call) and held
+ * until its disarm.  The number was copied at arm time, and the socket may
+ * have been closed since: an ungraceful stop closes the sockets of
+ * connections whose handlers still run (close_worker_sockets() in event
+ * and worker), and the number then goes to the next socket the child opens
+ * (a proxy backend, cgid's socket, a database).  That socket has another
+ * address pair: checking both addresses of the duplicate against those
+ * copied at arm time tells it, and no 102 goes there.  (Once made, the
+ * duplicate keeps the connection's socket alive: its number cannot be
+ * reused while we hold it.) */
+static apr_status_t proc_wd_dup_socket(proc_conn *pc)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = fcntl(pc->conn_fd, F_DUPFD_CLOEXEC, 0);
+
+    if (fd < 0) {
+        return errno;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0
+        || !proc_wd_same_addr(&pc->local, &ss, len)
+        || (len = sizeof(ss), getpeername(fd, (struct sockaddr *)&ss,
+                                          &len) != 0)
+        || !proc_wd_same_addr(&pc->peer, &ss, len)) {
+        close(fd);
+        return APR_ENOTSOCK;
+    }
+    pc->fd = fd;
+    APR_RING_INSERT_TAIL(&proc_wd.conns, pc, proc_conn, link);
+    return APR_SUCCESS;
+}
+
 /* Whether pc has had all the 102s its limits allow (pending bytes aside). */
 static int proc_wd_limits_reached(const proc_conn *pc)
 {
@@ -652,19 +809,35 @@ static int proc_wd_limits_reached(const proc_conn *pc)
            || pc->due > pc->stop_at;
 }
 
+/* pc leaves the heap for good: nothing more to send before its disarm,
+ * so its descriptor goes now. */
+static void proc_wd_retire(proc_conn *pc)
+{
+    proc_heap_remove(pc);
+    proc_close_fd(pc);
+}
+
 /* One due record: finish or start a 102, then requeue it or let it go. */
 static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
 {
+    apr_status_t rv;
+
     if (pc->pending_len > 0) {
         proc_wd_send_pending(pc, ev);
     }
     else if (proc_wd_limits_reached(pc)) {
-        proc_heap_remove(pc);
+        proc_wd_retire(pc);
         return;
     }
     else if (pc->ssl && !proc_wd_tls_idle(pc->ssl)) {
         ev->level = APLOG_TRACE2;
         ev->what = "skipped: TLS handshake messages pending";
+    }
+    else if (pc->fd < 0 && (rv = proc_wd_dup_socket(pc)) != APR_SUCCESS) {
+        pc->dead = 1;
+        ev->level = APLOG_DEBUG;
+        ev->status = rv;
+        ev->what = "socket closed or not this connection's: no 102";
     }
     else {
         proc_wd_send_interim(pc, ev);
@@ -693,11 +866,11 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
 
     if (pc->dead) {
         pc->pending_len = pc->pending_off = 0;
-        proc_heap_remove(pc);
+        proc_wd_retire(pc);
         apr_atomic_inc32(&proc_counters->failed_total);
     }
     else if (pc->pending_len == 0 && proc_wd_limits_reached(pc)) {
-        proc_heap_remove(pc);
+        proc_wd_retire(pc);
     }
     else {
         proc_heap_postpone(pc);
@@ -909,9 +1082,7 @@ static void proc_close_duplicates(void)
 {
     while (!APR_RING_EMPTY(&proc_wd.conns, proc_conn, link)) {
         proc_conn *pc = APR_RING_FIRST(&proc_wd.conns);
-        APR_RING_REMOVE(pc, link);
-        close(pc->fd);
-        pc->fd = -1;
+        proc_close_fd(pc);
         pc->dead = 1;
     }
 }
@@ -1040,6 +1211,8 @@ static proc_conn *proc_conn_get(conn_rec *c)
         pc->heap_idx = PROC_NOT_QUEUED;
         pc->c = c;
         pc->fd = -1;
+        pc->pending = pc->inline_buf;
+        pc->pending_cap = sizeof(pc->inline_buf);
         ap_set_module_config(c->conn_config, &processing_module, pc);
         apr_pool_cleanup_register(c->pool, pc, proc_conn_cleanup,
                                   apr_pool_cleanup_null);
@@ -1072,13 +1245,25 @@ static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
 /* Lock held, pc out of the heap: hands the unsent part of a 102 to the
  * caller, who writes it once the lock is released.  The watchdog does not
  * look at pc->pending again before the record is queued again. */
-static apr_size_t proc_take_remainder(proc_conn *pc, apr_size_t *off)
+static apr_size_t proc_take_remainder(proc_conn *pc,
+                                      const unsigned char **rest)
 {
     apr_size_t len = pc->pending_len - pc->pending_off;
 
-    *off = pc->pending_off;
+    *rest = pc->pending + pc->pending_off;
     pc->pending_len = pc->pending_off = 0;
     return len;
+}
+
+/* The watchdog produced a TLS record it could not keep (no memory): the
+ * TLS stream is out of step, so the connection ends here, never goes on. */
+static apr_status_t proc_abort_connection(proc_conn *pc)
+{
+    ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, pc->c, "a 102 Processing TLS "
+                  "record could not be kept; closing the connection");
+    pc->c->aborted = 1;
+    pc->c->keepalive = AP_CONN_CLOSE;
+    return APR_ECONNABORTED;
 }
 
 /* processing-sent for %{processing-sent}n.  mod_log_config may log the
@@ -1095,31 +1280,36 @@ static void proc_set_sent_note(request_rec *r, int sent)
 /* Stops 102s for the current request.  Called by the gates (first byte of
  * any output, or TLS input) and, as safety nets, by the pool cleanups of
  * a request waiting for its body and of the connection.  Once pc->armed
- * is 0 under the lock the watchdog never touches pc again. */
-static void proc_disarm(proc_conn *pc, const char *why)
+ * is 0 under the lock the watchdog never touches pc again.  Returns
+ * whether a TLS record was lost (the caller closes the connection). */
+static int proc_disarm(proc_conn *pc, const char *why)
 {
-    apr_size_t rest_off, rest_len;
-    int sent;
+    const unsigned char *rest;
+    apr_size_t rest_len;
+    int sent, lost;
 
     if (proc_wd.stopped) {
         /* The child is exiting and the watchdog is gone (or can never run
          * again): nothing to coordinate with. */
         pc->armed = 0;
-        return;
+        return 0;
     }
     proc_lock();
     pc->armed = 0;
     pc->paused = 0;
     proc_heap_remove(pc);
-    rest_len = proc_take_remainder(pc, &rest_off);
+    /* Only a request that got a 102 has a descriptor to close here. */
+    proc_close_fd(pc);
+    rest_len = proc_take_remainder(pc, &rest);
     sent = pc->sent;
+    lost = pc->lost;
     proc_wd.armed_here--;
     proc_unlock();
 
     apr_atomic_dec32(&proc_counters->armed_now);
     if (rest_len > 0) {
         /* The buffer is used again only by this connection's next arm. */
-        proc_write_remainder(pc, pc->pending + rest_off, rest_len);
+        proc_write_remainder(pc, rest, rest_len);
         sent++;
     }
     if (pc->r) {
@@ -1133,6 +1323,7 @@ static void proc_disarm(proc_conn *pc, const char *why)
          * and the record must not keep a pointer into its pool. */
         pc->r = NULL;
     }
+    return lost;
 }
 
 /* The output gate: a connection filter above mod_ssl's.  Armed: disarm
@@ -1142,8 +1333,8 @@ static apr_status_t proc_gate_out(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     proc_conn *pc = f->ctx;
 
-    if (pc->armed) {
-        proc_disarm(pc, "response started");
+    if (pc->armed && proc_disarm(pc, "response started")) {
+        return proc_abort_connection(pc);
     }
     return ap_pass_brigade(f->next, bb);
 }
@@ -1158,8 +1349,8 @@ static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
 {
     proc_conn *pc = f->ctx;
 
-    if (pc->armed && !pc->paused) {
-        proc_disarm(pc, "connection read");
+    if (pc->armed && !pc->paused && proc_disarm(pc, "connection read")) {
+        return proc_abort_connection(pc);
     }
     return ap_get_brigade(f->next, bb, mode, block, readbytes);
 }
@@ -1185,11 +1376,11 @@ static apr_status_t proc_request_cleanup(void *data)
 }
 
 /* The record lives in c->pool: whatever happened to the requests, it
- * leaves the watchdog's heap before its memory goes, and its duplicate
- * descriptor is closed.  (An armed request always ends through the output
- * gate: httpd passes the request's end, the EOR bucket, down the
- * connection's filters.  This is the safety net under that, e.g. a child
- * exiting in the middle of a handler.) */
+ * leaves the watchdog's heap before its memory goes, with its duplicate
+ * descriptor and its heap buffer.  (An armed request always ends through
+ * the output gate: httpd passes the request's end, the EOR bucket, down
+ * the connection's filters.  This is the safety net under that, e.g. a
+ * child exiting in the middle of a handler.) */
 static apr_status_t proc_conn_cleanup(void *data)
 {
     proc_conn *pc = data;
@@ -1198,48 +1389,51 @@ static apr_status_t proc_conn_cleanup(void *data)
     if (pc->armed) {
         proc_disarm(pc, "connection closed");
     }
-    if (!pc->has_dup) {
-        return APR_SUCCESS;
-    }
-    /* Once the child is stopping the watchdog is gone: no lock needed. */
-    if (!proc_wd.stopped) {
-        proc_lock();
-    }
-    if (pc->fd >= 0) {
-        APR_RING_REMOVE(pc, link);
+    /* Disarmed, the record is the worker's alone; once the child is
+     * stopping the watchdog is gone (and proc_wd_shut closed the
+     * duplicates unless it could not take the lock). */
+    if (proc_wd.stopped && pc->fd >= 0) {
         close(pc->fd);
         pc->fd = -1;
     }
-    if (!proc_wd.stopped) {
-        proc_unlock();
+    if (pc->pending != pc->inline_buf) {
+        free(pc->pending);
+        pc->pending = pc->inline_buf;
     }
     return APR_SUCCESS;
 }
 
-/* Lock held: the watchdog's own duplicate of the client socket, made at
- * the connection's first arm.  An ungraceful stop closes the sockets of
- * connections whose handlers still run, and the next socket the child
- * opens (a proxy backend, cgid's socket, a database) may get that number:
- * 102s must never go there. */
-static apr_status_t proc_dup_socket(proc_conn *pc)
+/* What the watchdog needs to make its own duplicate of the client socket
+ * at the first 102 (proc_wd_dup_socket): its number and both addresses.
+ * No system call: the socket holds the addresses from accept() and from
+ * httpd's core_create_conn() (which asked for the local one).  The
+ * socket's own remote address, not c->client_addr, which mod_remoteip's
+ * PROXY protocol support replaces. */
+static void proc_copy_addr(proc_addr *to, apr_socket_t *sock,
+                           apr_interface_e which)
 {
-    apr_os_sock_t fd;
-    apr_status_t rv;
+    apr_sockaddr_t *from = NULL;
 
-    if (pc->has_dup) {
-        return pc->fd >= 0 ? APR_SUCCESS : APR_EBADF;
+    if (apr_socket_addr_get(&from, which, sock) == APR_SUCCESS
+        && (apr_size_t)from->salen <= sizeof(to->u)) {
+        memcpy(&to->u, &from->sa, from->salen);
+        to->len = from->salen;
     }
-    rv = apr_os_sock_get(&fd, ap_get_conn_socket(pc->c));
-    if (rv != APR_SUCCESS) {
-        return rv;
+    else {
+        to->u.sa.sa_family = AF_UNSPEC;     /* matches no socket: no 102 */
+        to->len = 0;
     }
-    pc->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (pc->fd < 0) {
-        return errno;
+}
+
+static void proc_copy_socket(proc_conn *pc)
+{
+    apr_socket_t *sock = ap_get_conn_socket(pc->c);
+
+    if (apr_os_sock_get(&pc->conn_fd, sock) != APR_SUCCESS) {
+        pc->conn_fd = -1;
     }
-    pc->has_dup = 1;
-    APR_RING_INSERT_TAIL(&proc_wd.conns, pc, proc_conn, link);
-    return APR_SUCCESS;
+    proc_copy_addr(&pc->local, sock, APR_LOCAL);
+    proc_copy_addr(&pc->peer, sock, APR_REMOTE);
 }
 
 /* Bytes of an earlier response may still sit in the core output filter
@@ -1339,6 +1533,7 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
 
     proc_flush_connection(r, pc);
     proc_add_gates(r, pc);
+    proc_copy_socket(pc);
     pc->interval = interval;
     pc->max_count = proc_request_max_count(r, cfg, pc->client_cap);
     pc->s = r->server;
@@ -1348,6 +1543,7 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     proc_lock();
     pc->sent = 0;
     pc->dead = 0;
+    pc->lost = 0;
     pc->paused = 0;
     pc->arm_seq++;
     pc->pending_len = pc->pending_off = 0;
@@ -1363,9 +1559,6 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     }
     else if (!proc_wd.thread && (rv = proc_wd_start()) != APR_SUCCESS) {
         failed = "cannot start the watchdog thread";
-    }
-    else if ((rv = proc_dup_socket(pc)) != APR_SUCCESS) {
-        failed = "cannot duplicate the socket";
     }
     else if (!proc_heap_push(pc)) {
         failed = "out of memory";
@@ -1411,20 +1604,26 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
  * 102 goes out first, as the gate would write it. */
 static void proc_pause(proc_conn *pc)
 {
-    apr_size_t rest_off, rest_len;
+    const unsigned char *rest = NULL;
+    apr_size_t rest_len = 0;
+    int lost = 0;
 
     proc_lock();
-    rest_len = 0;
     if (pc->armed && pc->paused++ == 0) {
         proc_heap_remove(pc);
-        rest_len = proc_take_remainder(pc, &rest_off);
+        rest_len = proc_take_remainder(pc, &rest);
         if (rest_len > 0) {
             pc->sent++;
         }
+        lost = pc->lost;
     }
     proc_unlock();
     if (rest_len > 0) {
-        proc_write_remainder(pc, pc->pending + rest_off, rest_len);
+        proc_write_remainder(pc, rest, rest_len);
+    }
+    if (lost) {
+        /* mod_ssl must not go on with a stream out of step. */
+        proc_abort_connection(pc);
     }
 }
 
@@ -1438,8 +1637,7 @@ static void proc_resume(proc_pause_mark *mark)
     mark->pc = NULL;
     proc_lock();
     if (pc->armed && pc->arm_seq == mark->arm_seq && pc->paused > 0
-        && --pc->paused == 0 && !pc->dead && pc->fd >= 0
-        && proc_wd.running) {
+        && --pc->paused == 0 && !pc->dead && proc_wd.running) {
         if (proc_heap_push(pc)
             && pc->due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
             proc_wd_wake();
@@ -1514,9 +1712,13 @@ static int proc_response_started(const request_rec *r)
 
 /* Request input filter above HTTP_IN: arms when the body reaches EOS while
  * the handler runs.  httpd also reads the body after the handler has
- * returned, to discard what it left unread (and HTTP_IN makes up an EOS
- * for an unanswered "Expect: 100-continue" then); by that time r->status
- * holds the error the handler returned, and such a read must not arm. */
+ * returned, to discard what it left unread (ap_finalize_request_protocol;
+ * and HTTP_IN makes up an EOS for an unanswered "Expect: 100-continue"),
+ * with r->status 200 when the handler succeeded but left its output
+ * buffered: such a read must not arm.  r->handler tells the two apart:
+ * proc_handler put a copy of its own there, and ap_invoke_handler() puts
+ * the old pointer back as soon as the handlers return.  (After an internal
+ * redirect f->r is the new request, never pc->r: no arm either.) */
 static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
                                      ap_input_mode_t mode,
                                      apr_read_type_e block,
@@ -1534,7 +1736,8 @@ static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
          e = APR_BUCKET_NEXT(e)) {
         if (APR_BUCKET_IS_EOS(e)) {
             ap_remove_input_filter(f);
-            if (pc->r == r && !pc->armed && ap_is_HTTP_SUCCESS(r->status)
+            if (pc->r == r && r->handler == pc->in_handler && !pc->armed
+                && ap_is_HTTP_SUCCESS(r->status)
                 && !proc_response_started(r)) {
                 proc_arm(r, pc, ap_get_module_config(r->per_dir_config,
                                                      &processing_module),
@@ -1544,6 +1747,30 @@ static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
         }
     }
     return rv;
+}
+
+/* Whether r's connection is TLS through something else than mod_ssl
+ * (mod_tls, mod_gnutls): the watchdog can encrypt only with mod_ssl's
+ * SSL, and clear bytes would break the stream.  A configuration matter:
+ * said at INFO once per child. */
+static int proc_tls_not_ours(request_rec *r)
+{
+#ifdef PROC_HAS_SSL_CONN_IS_SSL
+    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
+                                         &processing_module);
+
+    if ((pc && pc->ssl) || !ap_ssl_conn_is_ssl(r->connection)) {
+        return 0;
+    }
+    if (apr_atomic_cas32(&proc_tls_refusal_logged, 1, 0) == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "no 102 Processing on "
+                      "TLS connections not served by mod_ssl (said once "
+                      "per child)");
+    }
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 /* Why r must never get a 102, or NULL if it may. */
@@ -1570,6 +1797,9 @@ static const char *proc_ineligible(request_rec *r)
     }
     if (proc_response_started(r)) {
         return "response already started";
+    }
+    if (proc_tls_not_ours(r)) {
+        return "TLS not served by mod_ssl";
     }
     return NULL;
 }
@@ -1889,8 +2119,13 @@ static int proc_handler(request_rec *r)
     pc->client_cap = v.cap;
 
     if (ap_request_has_body(r)) {
-        /* Armed later, if at all, by the body filter: log "0" until
-         * then. */
+        /* Armed later, if at all, by the body filter, and only while
+         * r->handler is this copy (proc_body_filter).  ap_invoke_handler()
+         * always sets a handler name before it runs the handlers. */
+        r->handler = pc->in_handler = apr_pstrdup(r->pool, r->handler
+                                                           ? r->handler
+                                                           : "");
+        /* Log "0" until it arms. */
         apr_table_setn(r->notes, "processing-sent", "0");
         apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
                                   apr_pool_cleanup_null);

@@ -87,6 +87,43 @@ class TestErrorWithUnreadBody:
             assert env.access_log(tid)["sent"] == 0
 
 
+class TestDiscardAfterBufferedOutput:
+    """Issue 19: a handler writes its response with ap_rputs() (held in
+    OLD_WRITE, nothing passed yet), leaves the request body unread and
+    returns OK. httpd then discards the body (ap_finalize_request_protocol
+    -> ap_discard_request_body) before it ends the response, so the body
+    filter sees EOS with r->status 200 after the handler returned; a slow
+    output filter (PT_HOLD) then holds the response. No 102 may follow
+    the handler's return (the old module armed there and sent them while
+    the filter held the response)."""
+
+    @pytest.fixture(autouse=True, scope="class")
+    def _conf(self, env, mpm):
+        install_busy(env, mpm)
+
+    @pytest.mark.parametrize("expect", [False, True], ids=["body", "expect"])
+    def test_no_102_after_handler_returned(self, env, expect):
+        body = pattern(100000)
+        for _ in range(3):
+            tid = env.new_id()
+            with env.connect() as c:
+                c.request("PUT", "/pt?read=0&rputs=1&hold=600&len=300",
+                          body=body, headers={"X-Test-Id": tid},
+                          expect_100=expect, close=True)
+                r = c.read_response()
+            assert r.status == 200 and r.body == pattern(300)
+            assert r.count(102) == 0, r.interims
+            assert env.access_log(tid)["sent"] == 0
+
+    def test_body_read_in_handler_still_arms(self, env):
+        # the same handler reading its body keeps its 102s
+        r = env.request("PUT", "/pt?read=1&rputs=1&sleep=500&len=300",
+                        body=pattern(100000))
+        assert r.status == 200 and r.body == pattern(300)
+        assert r.count(102) >= 3, r.interims
+        assert all(i.raw == PROCESSING_BLOCK for i in r.processing)
+
+
 class TestRedirectAndLookupPlain:
     """Subrequests and internal redirects of an armed plain request: the
     record covers them, the 102s go on, the final response is whole."""

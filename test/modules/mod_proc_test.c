@@ -41,6 +41,17 @@
  *                127.0.0.1 on the port in the request header X-Connect-Port
  *                and write "proc-test socket\n" (as a handler opens a
  *                backend connection); they stay open until the request ends
+ *   rputs=1      write the body with ap_rputs() and return OK without
+ *                flushing or sending EOS: the body waits in OLD_WRITE, and
+ *                httpd ends the response after the handler (and, with
+ *                read=0, first discards the unread request body)
+ *   hold=MS      an output filter that holds the response's EOS for MS
+ *                before passing it on (a slow output filter)
+ *   swapfd=MS    first, for MS, the client socket's descriptor number is
+ *                another socket's (a TCP connection to X-Connect-Port that
+ *                gets "proc-test socket\n"), as after an ungraceful stop
+ *                closed it and the child opened a socket; then it is the
+ *                client's again
  *
  * Request header "X-Sub: URI" first runs URI as a subrequest whose output
  * becomes the start of the body; "X-Redirect: URI" ends the handler with an
@@ -51,6 +62,7 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "http_log.h"
@@ -61,6 +73,10 @@
 #include "apr_network_io.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 module AP_MODULE_DECLARE_DATA proc_test_module;
 
@@ -82,7 +98,12 @@ typedef struct {
     apr_int64_t fail;       /* status returned after the sleep, 0 = none */
     apr_int64_t lookup_ms;  /* lookup subrequest period, 0 = none */
     apr_int64_t connect_ms; /* new outgoing connection period, 0 = none */
+    apr_int64_t rputs;      /* body through ap_rputs, no EOS */
+    apr_int64_t hold_ms;    /* the PT_HOLD filter holds EOS this long */
+    apr_int64_t swapfd_ms;  /* the client's fd number is another socket's */
 } pt_args_t;
+
+static ap_filter_rec_t *pt_hold_handle;
 
 /* Parse a decimal in [min, max]; junk, signs and overflow are rejected. */
 static int pt_parse_num(const char *s, apr_int64_t min, apr_int64_t max,
@@ -119,6 +140,9 @@ static int pt_parse_args(request_rec *r, pt_args_t *a)
     a->fail = 0;
     a->lookup_ms = 0;
     a->connect_ms = 0;
+    a->rputs = 0;
+    a->hold_ms = 0;
+    a->swapfd_ms = 0;
 
     if (!r->args) {
         return 1;
@@ -174,6 +198,17 @@ static int pt_parse_args(request_rec *r, pt_args_t *a)
         else if (!strcmp(pair, "connect")) {
             slot = &a->connect_ms;
             min = 1;
+            max = PT_MAX_MS;
+        }
+        else if (!strcmp(pair, "rputs")) {
+            slot = &a->rputs;
+        }
+        else if (!strcmp(pair, "swapfd")) {
+            slot = &a->swapfd_ms;
+            max = PT_MAX_MS;
+        }
+        else if (!strcmp(pair, "hold")) {
+            slot = &a->hold_ms;
             max = PT_MAX_MS;
         }
         else {
@@ -342,6 +377,70 @@ static void pt_send_103(request_rec *r)
     r->headers_out = saved;
 }
 
+/* swapfd=MS: dup2() puts another socket on the client socket's number for
+ * ms, then the client socket back. */
+static void pt_swap_fd(request_rec *r, apr_int64_t ms)
+{
+    const char *port = apr_table_get(r->headers_in, "X-Connect-Port");
+    struct sockaddr_in sa;
+    apr_os_sock_t fd;
+    int saved, other;
+
+    if (!port || apr_os_sock_get(&fd, ap_get_conn_socket(r->connection))
+                 != APR_SUCCESS) {
+        return;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)atoi(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    saved = dup(fd);
+    other = socket(AF_INET, SOCK_STREAM, 0);
+    if (saved < 0 || other < 0
+        || connect(other, (struct sockaddr *)&sa, sizeof(sa)) != 0
+        || write(other, "proc-test socket\n", 17) != 17
+        || dup2(other, fd) < 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, errno, r, "proc_test: swapfd");
+    }
+    else {
+        pt_sleep_until(apr_time_now(), ms);
+    }
+    if (saved >= 0) {
+        dup2(saved, fd);
+        close(saved);
+    }
+    if (other >= 0) {
+        close(other);
+    }
+}
+
+/* PT_HOLD: holds the brigade that carries EOS for f->ctx milliseconds
+ * (an apr_int64_t), then passes it on. */
+static apr_status_t pt_hold_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    apr_int64_t *ms = f->ctx;
+
+    if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
+        pt_sleep_until(apr_time_now(), *ms);
+        ap_remove_output_filter(f);
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+/* The body through ap_rputs(), left in OLD_WRITE: httpd sends it, with
+ * EOS, only after the handler returned. */
+static int pt_rputs_body(request_rec *r, const pt_args_t *a)
+{
+    apr_int64_t i;
+
+    for (i = 0; i < a->len; i++) {
+        if (ap_rputc(PT_PATTERN[i % PT_PATTERN_LEN], r) < 0) {
+            return AP_FILTER_ERROR;
+        }
+    }
+    return OK;
+}
+
 static int pt_run_sub(request_rec *r, const char *uri)
 {
     request_rec *rr;
@@ -378,6 +477,9 @@ static int pt_handler(request_rec *r)
     if (a.read == 1 && (rc = pt_read_body(r, &received, &sum)) != OK) {
         return rc;
     }
+    if (a.swapfd_ms) {
+        pt_swap_fd(r, a.swapfd_ms);
+    }
     start = apr_time_now();
 
     if (a.status >= 400) {
@@ -397,6 +499,15 @@ static int pt_handler(request_rec *r)
         ap_set_content_length(r, (apr_off_t)a.len);
     }
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    if (a.hold_ms) {
+        apr_int64_t *ms = apr_palloc(r->pool, sizeof(*ms));
+        *ms = a.hold_ms;
+        ap_add_output_filter_handle(pt_hold_handle, ms, r, r->connection);
+    }
+    if (a.rputs) {
+        pt_busy_sleep(r, &a, start, a.sleep_ms);
+        return pt_rputs_body(r, &a);
+    }
 
     if (a.read == 2) {
         /* The response is on the wire before the request body is read. */
@@ -475,6 +586,8 @@ static int pt_handler(request_rec *r)
 static void pt_register_hooks(apr_pool_t *p)
 {
     ap_hook_handler(pt_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    pt_hold_handle = ap_register_output_filter("PT_HOLD", pt_hold_filter,
+                                               NULL, AP_FTYPE_RESOURCE);
 }
 
 AP_DECLARE_MODULE(proc_test) = {

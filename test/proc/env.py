@@ -25,6 +25,7 @@ import itertools
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -233,6 +234,9 @@ class HttpdEnv:
         self.mpm = None
         self.running_pid = None
         self.conf_body = ""
+        # install(environ=, nofile=): for the httpd started next only
+        self.httpd_environ = None
+        self.httpd_nofile = None
         self._ids = itertools.count(1)
         self.test_name = "setup"
 
@@ -425,8 +429,14 @@ class HttpdEnv:
             f.write(text)
         return path
 
-    def install(self, body, mpm="event", modules=()):
-        """Install this configuration and (re)start httpd with it."""
+    def install(self, body, mpm="event", modules=(), environ=None,
+                nofile=None):
+        """Install this configuration and (re)start httpd with it.
+
+        environ: more environment variables for httpd (e.g. OPENSSL_CONF);
+        nofile: httpd's soft RLIMIT_NOFILE (its children inherit it). Both
+        hold for this server only: the next install() starts without them.
+        """
         if self.running_pid:
             self.stop()
             # A crash while the previous server stopped: the next test's
@@ -439,13 +449,26 @@ class HttpdEnv:
         self.write_conf(body, mpm, modules)
         self.mpm = mpm
         self.conf_body = body
+        self.httpd_environ = dict(environ) if environ else None
+        self.httpd_nofile = nofile
         self.start()
 
     def apache(self, *args, conf=None, timeout=30):
         cmd = [APACHE2, "-d", self.root, "-f", conf or self.conf_path]
         cmd.extend(args)
+        environ = ({**os.environ, **self.httpd_environ}
+                   if self.httpd_environ else None)
         return subprocess.run(cmd, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, env=environ,
+                              preexec_fn=self._limit_nofile
+                              if self.httpd_nofile else None)
+
+    def _limit_nofile(self):
+        """In the forked apache2 before exec: the soft descriptor limit
+        install(nofile=) asked for (as systemd's default 1024 would)."""
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (self.httpd_nofile, hard))
 
     def configtest(self, body, mpm="event", modules=()):
         """Run 'apache2 -t' on the base configuration plus body; return
