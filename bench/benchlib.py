@@ -30,6 +30,10 @@ RUN_USER = "www-data" if IS_ROOT else pwd.getpwuid(os.geteuid()).pw_name
 # ProcessingClients for the module's configurations: all (every request
 # armed) or known (the default: the bench client is not a known one).
 BENCH_CLIENTS = os.environ.get("BENCH_CLIENTS", "all")
+# BENCH_UA: the bench client's User-Agent (none by default); with
+# BENCH_CLIENTS=known and a known family's User-Agent (curl/7.88.1) the
+# fast requests take the armed path through the client and front tests.
+BENCH_UA = os.environ.get("BENCH_UA")
 
 SMALL_FILE = "small.txt"
 SMALL_BODY = b"mod_processing benchmark: a small static file.\n" * 2  # 94 bytes
@@ -696,6 +700,8 @@ class Http1:
         """Send one GET and read the whole response; returns (status,
         interim_count, body)."""
         hdr = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        if BENCH_UA:
+            hdr += f"User-Agent: {BENCH_UA}\r\n"
         if close:
             hdr += "Connection: close\r\n"
         self.sock.sendall((hdr + "\r\n").encode())
