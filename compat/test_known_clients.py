@@ -1,8 +1,9 @@
 """The module's built-in known-client list comes from measurements.
 
 Reads the table between "BEGIN known clients" and "END known clients" in
-mod_processing.c and the project's own compatibility results
-(compat/results.json, written by `make -f Makefile.apxs compat`), and
+mod_processing.c and the project's own compatibility results (the "rows" of
+compat/known-clients.json, the compact summary compat/known_clients.py
+writes at the end of `make -f Makefile.apxs compat`), and
 checks, with the module's own matching rule (prefix, optional contained
 token, or the exact string):
 
@@ -23,7 +24,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parent / "mod_processing.c"
-RESULTS = HERE / "results.json"
+RESULTS = HERE / "known-clients.json"
 
 
 def c_string(s):
@@ -63,18 +64,16 @@ def matches(entry, ua):
 
 
 def client_rows():
-    rows = [r for r in json.loads(RESULTS.read_text())
-            if r.get("kind") == "client" and r.get("all")]
-    assert rows, "no client rows in compat/results.json"
+    rows = json.loads(RESULTS.read_text()).get("rows") or []
+    assert rows, "no client rows in compat/known-clients.json"
     return rows
 
 
 def handled(row):
     """Handled 102s on one request and, where probed, on a kept-alive
     connection (with 102s sent to every client)."""
-    a = row["all"]
-    return bool(a.get("ok")) and (not row.get("keepalive_probe")
-                                  or bool(a.get("ka_ok")))
+    return bool(row.get("ok")) and (not row.get("keepalive_probe")
+                                    or bool(row.get("ka_ok")))
 
 
 ENTRIES = known_table()
