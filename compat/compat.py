@@ -186,26 +186,43 @@ class Server:
 # ---------------------------------------------------------------------------
 # The origin
 
-def has_processing_clients():
-    """Does this tree's module know `ProcessingClients` (the known-client
-    default of issue 15)? Probed with apache2 -t on a scratch config."""
+def module_accepts(directives):
+    """Does this tree's module take these configuration lines (in a
+    <Location "/">, or at the top level where a line starts with "^")?
+    Probed with apache2 -t on a scratch config."""
     d = Path(tempfile.mkdtemp(prefix="probe-", dir="/tmp"))
     try:
+        top = "".join(x[1:] + "\n" for x in directives if x.startswith("^"))
+        loc = "".join("    %s\n" % x for x in directives
+                      if not x.startswith("^"))
         (d / "t.conf").write_text(
             'ServerRoot "%s"\nServerName 127.0.0.1\nListen 127.0.0.1:%d\n'
             'PidFile "%s/pid"\nDefaultRuntimeDir "%s"\n'
             'LoadModule mpm_event_module "%s/mod_mpm_event.so"\n'
             'LoadModule authz_core_module "%s/mod_authz_core.so"\n'
-            'LoadModule processing_module "%s"\nErrorLog /dev/null\n'
-            '<Location "/">\n    Processing On\n'
-            '    ProcessingClients known\n</Location>\n'
-            % (d, free_port(), d, d, MODDIR, MODDIR, MODULE_SO))
+            'LoadModule processing_module "%s"\nErrorLog /dev/null\n%s'
+            '<Location "/">\n    Processing On\n%s</Location>\n'
+            % (d, free_port(), d, d, MODDIR, MODDIR, MODULE_SO, top, loc))
         r = subprocess.run(["apache2", "-d", str(d), "-f", str(d / "t.conf"),
                             "-t"], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=60)
         return r.returncode == 0
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def has_processing_clients():
+    """The known-client default of issue 15 (ProcessingClients)."""
+    return module_accepts(["ProcessingClients known"])
+
+
+# how a front is declared to the module (issue 18), probed like
+# ProcessingClients; the runs "declared" are n/a without it
+DECLARE = "ProcessingTrustedProxy 127.0.0.1/8"
+
+
+def has_trusted_proxy():
+    return module_accepts(["^" + DECLARE])
 
 
 class Origin:
@@ -215,7 +232,11 @@ class Origin:
         self.maxn = maxn
         self.client_maxn = client_maxn or maxn
         self.known = has_processing_clients()
+        self.declared = has_trusted_proxy()
         self.port = free_port()
+        # the same locations on a second port whose server declares the
+        # fronts (DECLARE); fronts of the "declared" runs point there
+        self.declared_port = free_port() if self.declared else None
         self.server = None
         self._svn_lock = threading.Lock()
 
@@ -306,8 +327,8 @@ class Origin:
                  "MaxKeepAliveRequests 0",
                  'ErrorLog "%s/logs/error.log"' % r, "LogLevel warn",
                  'LogFormat "%{%s}t %{remote}p %k %{processing-sent}n %>s '
-                 '%H %m %U %{processing-client}n \\"%{User-Agent}i\\"" '
-                 'compat',
+                 '%H %m %U %{X-Received}o %{processing-client}n '
+                 '\\"%{User-Agent}i\\"" compat',
                  'CustomLog "%s/logs/access.log" compat' % r,
                  'ForensicLog "%s/logs/forensic.log"' % r,
                  'TypesConfig /etc/mime.types',
@@ -348,6 +369,11 @@ class Origin:
                  '<Location "/t/off/">\n    Processing Off\n</Location>',
                  "# WebDAV (neon: cadaver) and Subversion (serf)",
                  'AliasMatch "^/dav[nk]/[0-9]+/(.*)$" "%s/dav/$1"' % r,
+                 # gvfs mounts the collection without its slash (and
+                 # fails on the redirect mod_dir would send)
+                 'AliasMatch "^/dav[nk]/[0-9]+$" "%s/dav"' % r,
+                 '<LocationMatch "^/dav[nk]/[0-9]+$">\n    DirectorySlash Off'
+                 '\n</LocationMatch>',
                  '<Location "/davn/">\n    DAV On\n    Processing On\n%s'
                  "    ProcessingInterval %dms\n    ProcessingDelay 0\n"
                  "</Location>" % (all_, INTERVAL_MS),
@@ -370,6 +396,18 @@ class Origin:
                      '    SVNParentPath "%s/svn"\n    Processing On\n'
                      "%s    ProcessingInterval %dms\n    ProcessingDelay 0\n"
                      "</Location>" % (r, known, INTERVAL_MS)]
+        # the fronts' runs under the module's default policy (no
+        # ProcessingClients line): /d/ gets BASIC_N 102s
+        conf += ['<Location "/d/">\n    SetHandler proc-test\n'
+                 "    Processing On\n    ProcessingInterval %dms\n"
+                 "    ProcessingDelay 0\n    ProcessingMaxCount %d\n"
+                 "</Location>" % (INTERVAL_MS, BASIC_N)]
+        if self.declared:
+            # a server of its own that declares the fronts (127.0.0.1/8)
+            conf += ["Listen 127.0.0.1:%d" % self.declared_port,
+                     "<VirtualHost 127.0.0.1:%d>\n    ServerName 127.0.0.1"
+                     "\n    %s\n</VirtualHost>" % (self.declared_port,
+                                                   DECLARE)]
         conf += [
                  ""]
         conf += per_n
@@ -412,24 +450,28 @@ class Origin:
             out = []
             with open(self.root / "logs" / "access.log", "rb") as f:
                 for ln in f.read().decode("latin-1").splitlines():
-                    p = ln.split(" ", 9)
+                    p = ln.split(" ", 10)
                     if len(p) >= 8 and needle in p[7]:
-                        ua = p[9] if len(p) > 9 else '"-"'
+                        ua = p[10] if len(p) > 10 else '"-"'
                         out.append({"port": p[1], "k": int(p[2]),
                                     "sent": None if p[3] == "-" else int(p[3]),
                                     "status": p[4], "proto": p[5],
                                     "method": p[6], "uri": p[7],
-                                    "family": p[8] if len(p) > 8 else "-",
+                                    "received": p[8] if len(p) > 8 else "-",
+                                    "family": p[9] if len(p) > 9 else "-",
                                     "ua": ua[1:-1].replace('\\"', '"')})
             if len(out) >= want or time.monotonic() > end:
                 return out
             time.sleep(0.1)
 
-    def forensic(self, needle):
-        """Request headers (forensic log) of the first request with needle."""
+    def forensic(self, needle, method=None):
+        """Request headers (forensic log) of the first request with needle
+        (and this method)."""
         with open(self.root / "logs" / "forensic.log", "rb") as f:
             for ln in f.read().decode("latin-1").splitlines():
-                if ln.startswith("+") and needle in ln:
+                if ln.startswith("+") and needle in ln and (
+                        method is None or
+                        ln.split("|", 2)[1].startswith(method + " ")):
                     fields = ln.split("|")
                     hdrs = {}
                     for h in fields[2:]:
@@ -474,12 +516,14 @@ def client_timeout(n):
 MODES = ("off", "all", "known")
 
 
-def client_step(ctx, name, driver, ka, mode, n):
+def client_step(ctx, name, driver, ka, mode, n, upload=None):
     """One run of a client: the slow request (N 102s under mode), then, for
     keep-alive drivers, the fast ones. Checked against the origin's log:
-    how many 102s went out, the User-Agent, the connection of each."""
+    how many 102s went out, the User-Agent, the connection of each.
+    upload "PUT"/"POST": the slow request sends a body with "Expect:
+    100-continue" (the forensic log shows whether Expect went out)."""
     tag = ctx.tag(name)
-    req = realclients.Req(ctx.origin, ctx.work, mode, n, tag, ka)
+    req = realclients.Req(ctx.origin, ctx.work, mode, n, tag, ka, upload)
     t0 = time.monotonic()
     try:
         res = driver(req, ctx)
@@ -496,6 +540,13 @@ def client_step(ctx, name, driver, ka, mode, n):
         if m:
             byi.setdefault(int(m.group(1)), []).append(x)
     slow = byi.get(1, [])
+    expect = None
+    if upload:
+        # the upload itself (a WebDAV tool also sends PROPFINDs)
+        slow = [x for x in slow if x["method"] == upload] or slow
+        h = ctx.origin.forensic("%s-1" % tag, upload)[1]
+        expect = {k.lower(): v for k, v in h.items()}.get("expect") \
+            if h else None
     sent = max([x["sent"] or 0 for x in slow]) if slow else None
     ports = {x["port"] for x in slow}
     fast = [x for i in range(2, realclients.KA_FAST + 2)
@@ -503,6 +554,8 @@ def client_step(ctx, name, driver, ka, mode, n):
     same = sum(1 for x in fast if x["port"] in ports)
     ka_ok = all(r["ok"] for r in res[1:]) if ka and len(res) > 1 else None
     step = {"mode": mode, "n": n if mode != "off" else 0, "ok": res[0]["ok"],
+            "upload": upload, "expect": expect,
+            "received": slow[0]["received"] if slow else None,
             "ka_ok": ka_ok, "sent": sent,
             "requests": len(res),
             "fast_logged": len(fast), "fast_same_conn": same,
@@ -512,8 +565,9 @@ def client_step(ctx, name, driver, ka, mode, n):
             "family": slow[0]["family"] if slow else None,
             "secs": took, "results": res}
     bad = [r for r in res[1:] if not r["ok"]]
-    say("  %-24s %-5s N=%-3d %s%s%s (%.1fs) %s" % (
+    say("  %-24s %-5s N=%-3d %s%s%s%s (%.1fs) %s" % (
         name[:24], mode, step["n"], "ok" if step["ok"] else "FAIL",
+        " %s expect=%s" % (upload, expect) if upload else "",
         "" if sent is None else " sent=%s" % sent,
         "" if ka_ok is None else " ka=%s %d/%d same" % (
             "ok" if ka_ok else "FAIL", same, len(fast)), took,
@@ -588,6 +642,7 @@ def client_job(ctx, name, version_fn, driver, ka, how):
         out["known"] = client_step(ctx, name, driver, ka, "known", ctx.maxn)
     else:
         out["known"] = None
+    out["uploads"] = upload_flows(ctx, name, out)
     for st in [out["off"], out["all"]] + out["steps"]:
         if st.get("user_agent") is not None:
             out["user_agent"] = st["user_agent"]
@@ -595,6 +650,44 @@ def client_job(ctx, name, version_fn, driver, ka, how):
     else:
         out["user_agent"] = None
     return out
+
+
+UPLOAD_METHODS = ("PUT", "POST")
+
+
+def upload_flows(ctx, name, out):
+    """The upload flows of a row that stands for a known family: PUT and
+    POST with "Expect: 100-continue", the body, then BASIC_N 102s (all):
+    does the client get the real final response, and the next requests on
+    its connection? Where the GET cap is below the search limit, also
+    N = cap - 1 and N = cap (is the 100 Continue counted toward the cap?).
+    Under the known-client default, once with BASIC_N."""
+    spec = realclients.UPLOADS.get(name)
+    if spec is None:
+        return None
+    flows = {}
+    for m in UPLOAD_METHODS:
+        na = realclients.UPLOAD_METHODS_NA.get((name, m))
+        if spec[0] is None and len(spec) == 2 or na:
+            flows[m] = {"na": na or spec[1]}
+            continue
+        driver, ka, how = spec
+        if driver is None:     # the row's own driver takes COMPAT_UPLOAD
+            driver = dict((c[0], c[2]) for c in realclients.CLIENTS)[name]
+        f = {"how": how}
+        n0 = min(BASIC_N, ctx.maxn)   # the origin has /c/1/ .. /c/maxn/
+        f["off"] = client_step(ctx, name, driver, ka, "off", n0, m)
+        f["all"] = exact_step(lambda k: client_step(
+            ctx, name, driver, ka, "all", k, m), n0)
+        cap = out.get("cap")
+        if cap is not None and 1 < cap < ctx.maxn:
+            f["at_cap"] = {str(k): exact_step(lambda j: client_step(
+                ctx, name, driver, ka, "all", j, m), k)
+                for k in (cap - 1, cap)}
+        if ctx.origin.known:
+            f["known"] = client_step(ctx, name, driver, ka, "known", n0, m)
+        flows[m] = f
+    return flows
 
 
 # ---------------------------------------------------------------------------
@@ -608,8 +701,15 @@ def nginx_conf(v11):
         up = ("upstream origin {\n        server 127.0.0.1:%d;\n"
               "        keepalive 8;\n    }\n" % op) if v11 else ""
         target = "http://origin" if v11 else "http://127.0.0.1:%d" % op
+        # the configuration most guides give
         extra = ("            proxy_http_version 1.1;\n"
-                 '            proxy_set_header Connection "";\n') if v11 else ""
+                 '            proxy_set_header Connection "";\n'
+                 "            proxy_set_header Host $host;\n"
+                 "            proxy_set_header X-Real-IP $remote_addr;\n"
+                 "            proxy_set_header X-Forwarded-For "
+                 "$proxy_add_x_forwarded_for;\n"
+                 "            proxy_set_header X-Forwarded-Proto $scheme;\n"
+                 ) if v11 else ""
         (d / "nginx.conf").write_text("""daemon off;
 master_process on;
 worker_processes 1;
@@ -643,8 +743,12 @@ http {
 def haproxy_conf(d, port, op, t):
     (d / "haproxy.cfg").write_text("""global
     maxconn 512
+    log stdout format raw local0
 defaults
     mode http
+    log global
+    option httplog
+    option forwardfor
     option http-keep-alive
     timeout connect 5s
     timeout client 600s
@@ -671,6 +775,8 @@ def apache_conf(d, port, op, t):
            for m in mods]
         + ["User www-data", "Group www-data", 'ErrorLog "%s/logs/error.log"'
            % d, "LogLevel warn", "KeepAliveTimeout 60",
+           'CustomLog "%s/logs/access.log" "%%h %%l %%u %%t \\"%%r\\" '
+           '%%>s %%b"' % d,
            'ProxyPass "/" "http://127.0.0.1:%d/"' % op,
            "ProxyTimeout %d" % t]) + "\n")
     return ["apache2", "-d", str(d), "-f", str(d / "httpd.conf"),
@@ -707,9 +813,6 @@ backend origin {
     .first_byte_timeout = %(t)ds;
     .between_bytes_timeout = %(t)ds;
 }
-sub vcl_recv {
-    return (pass);
-}
 """ % dict(op=op, t=t))
     (d / "vn").mkdir(exist_ok=True)
     run(["chmod", "-R", "a+rX", str(d)])
@@ -720,7 +823,8 @@ sub vcl_recv {
 
 def lighttpd_conf(d, port, op, t):
     (d / "www").mkdir(exist_ok=True)
-    (d / "lighttpd.conf").write_text("""server.modules = ( "mod_proxy" )
+    (d / "lighttpd.conf").write_text("""server.modules = ( "mod_proxy", "mod_accesslog" )
+accesslog.filename = "%(d)s/access.log"
 server.document-root = "%(d)s/www"
 server.bind = "127.0.0.1"
 server.port = %(port)d
@@ -746,6 +850,9 @@ def caddy_conf1(d, port, op, t, which):
     storage file_system %(d)s/data
 }
 http://127.0.0.1:%(port)d {
+    log {
+        output file %(d)s/access.log
+    }
     reverse_proxy 127.0.0.1:%(op)d {
         transport http {
             %(which)s %(t)ds
@@ -757,6 +864,65 @@ http://127.0.0.1:%(port)d {
             str(d / "Caddyfile")]
 
 
+def nghttpx_conf(d, port, op, t):
+    # nghttpx (nghttp2-proxy) with its defaults: HTTP/1.1 in and out
+    return ["nghttpx", "--frontend=127.0.0.1,%d;no-tls" % port,
+            "--backend=127.0.0.1,%d" % op, "--workers=1",
+            "--backend-read-timeout=%ds" % t,
+            "--accesslog-file=%s/access.log" % d,
+            "--errorlog-file=%s/error.log" % d, "--pid-file=%s/pid" % d,
+            "--conf=/dev/null"]
+
+
+def tinyproxy_conf(d, port, op, t):
+    # tinyproxy as a reverse proxy (ReversePath, ReverseOnly)
+    (d / "tinyproxy.conf").write_text("""Port %(port)d
+Listen 127.0.0.1
+Timeout %(t)d
+LogFile "%(d)s/tinyproxy.log"
+LogLevel Info
+PidFile "%(d)s/tinyproxy.pid"
+MaxClients 100
+Allow 127.0.0.1
+ReversePath "/" "http://127.0.0.1:%(op)d/"
+ReverseOnly Yes
+""" % dict(d=d, port=port, op=op, t=t))
+    run(["chown", "-R", "nobody", str(d)])
+    return ["tinyproxy", "-d", "-c", str(d / "tinyproxy.conf")]
+
+
+def trafficserver_conf(d, port, op, t):
+    """Apache Traffic Server with Debian's /etc/trafficserver (its
+    records.config: Via and X-Forwarded-For on), a runroot of its own
+    under d: another port, the cache in d, a reverse-proxy remap rule."""
+    etc = d / "etc"
+    shutil.copytree("/etc/trafficserver", etc)
+    for sub in ("cache", "var", "run", "log"):
+        (d / sub).mkdir()
+    (d / "runroot.yaml").write_text(
+        "prefix: /usr\nexec_prefix: /usr\nbindir: /usr/bin\n"
+        "sbindir: /usr/sbin\nincludedir: /usr/include\n"
+        "libdir: /usr/lib/trafficserver\n"
+        "libexecdir: /usr/lib/trafficserver/modules\n"
+        "sysconfdir: %(d)s/etc\ndatadir: %(d)s/cache\n"
+        "localstatedir: %(d)s/var\nruntimedir: %(d)s/run\n"
+        "logdir: %(d)s/log\ncachedir: %(d)s/cache\n" % dict(d=d))
+    rec = (etc / "records.config").read_text()
+    rec = re.sub(r"^CONFIG proxy.config.http.server_ports .*$",
+                 "CONFIG proxy.config.http.server_ports STRING %d" % port,
+                 rec, flags=re.M)
+    rec = re.sub(r"^CONFIG proxy.config.admin.user_id .*$",
+                 "CONFIG proxy.config.admin.user_id STRING #-1", rec,
+                 flags=re.M)
+    rec += ("CONFIG proxy.config.http.transaction_no_activity_timeout_out "
+            "INT %d\n" % t)
+    (etc / "records.config").write_text(rec)
+    (etc / "storage.config").write_text("%s/cache 64M\n" % d)
+    (etc / "remap.config").write_text(
+        "map http://127.0.0.1:%d/ http://127.0.0.1:%d/\n" % (port, op))
+    return ["traffic_server", "--run-root=%s/runroot.yaml" % d]
+
+
 def first_line(cmd):
     return run(cmd, check=False).strip().splitlines()[0]
 
@@ -765,7 +931,7 @@ PROXIES = [
     ("nginx (default: HTTP/1.0 upstream)",
      lambda: first_line(["nginx", "-v"]).split(": ")[-1], nginx_conf(False),
      "proxy_read_timeout"),
-    ("nginx (proxy_http_version 1.1)",
+    ("nginx (HTTP/1.1 upstream, usual headers)",
      lambda: first_line(["nginx", "-v"]).split(": ")[-1], nginx_conf(True),
      "proxy_read_timeout"),
     ("haproxy", lambda: " ".join(first_line(["haproxy", "-v"]).split()[:3]),
@@ -791,14 +957,23 @@ PROXIES = [
      lambda: "caddy " + first_line(["caddy", "version"]),
      caddy_conf("response_header_timeout"),
      "transport http response_header_timeout"),
+    ("nghttpx", lambda: first_line(["nghttpx", "--version"]), nghttpx_conf,
+     "--backend-read-timeout"),
+    ("tinyproxy (reverse)", lambda: first_line(["tinyproxy", "-v"]),
+     tinyproxy_conf, "Timeout"),
+    ("trafficserver", lambda: re.sub(
+        r"^.*?(Traffic Server [0-9.]+).*$", r"\1",
+        first_line(["traffic_server", "-V"]).replace(
+            "traffic_server: using root directory", "")),
+     trafficserver_conf, "transaction_no_activity_timeout_out"),
 ]
 
 
-def start_proxy(ctx, name, conf_fn, timeout_s):
+def start_proxy(ctx, name, conf_fn, timeout_s, origin_port=None):
     d = Path(tempfile.mkdtemp(prefix="proxy-", dir=ctx.work))
     os.chmod(d, 0o755)
     port = free_port()
-    argv = conf_fn(d, port, ctx.origin.port, timeout_s)
+    argv = conf_fn(d, port, origin_port or ctx.origin.port, timeout_s)
     env = dict(os.environ, HOME=str(d), XDG_DATA_HOME=str(d / "data"),
                XDG_CONFIG_HOME=str(d / "config"))
     return Server(name, argv, port, cwd=str(d), env=env,
@@ -872,6 +1047,119 @@ def proxy_step(ctx, name, port, n):
     return step
 
 
+FRONT_MODES = ("off", "all", "default", "declared")
+
+
+def front_log(d, tag):
+    """The front's own log lines about the slow request (its access log,
+    or what it wrote to stdout; varnishncsa for varnish)."""
+    lines = []
+    for f in sorted(d.rglob("*")):
+        if f.is_file() and f.suffix in (".log", "") and f.stat().st_size \
+                < 50_000_000 and ("log" in f.name or f.name == "stdout"):
+            try:
+                lines += [ln for ln in f.read_text(errors="replace")
+                          .splitlines() if "%s-1" % tag in ln]
+            except OSError:
+                pass
+    if (d / "vn").is_dir():
+        out = run(["varnishncsa", "-n", str(d / "vn"), "-d"], timeout=20,
+                  check=False)
+        lines += [ln for ln in out.splitlines() if "%s-1" % tag in ln]
+    return [re.sub(r"\s+", " ", ln)[-300:] for ln in lines[-3:]]
+
+
+def front_curl(ctx, name, port, mode, d, label=None):
+    """curl through the front: the slow request (BASIC_N 102s from the
+    origin under mode), then a fast one on the same curl connection."""
+    tag = ctx.tag(name)
+    slow = {"all": "/c/%d/" % min(BASIC_N, ctx.maxn),
+            "off": "/c/0/"}.get(mode, "/d/") + \
+        "%s-1?sleep=%d&len=%d" % (tag, sleep_for(BASIC_N), BODY_LEN)
+    paths = [slow, "/c/0/%s-2?len=%d" % (tag, FAST_LEN)]
+    out_d = Path(tempfile.mkdtemp(prefix="curl-", dir=d))
+    argv = ["curl", "-sS", "-v", "--max-time", "30", "-w",
+            "RESULT %{urlnum} %{http_code} %{num_connects}\\n"]
+    for i, pth in enumerate(paths, 1):
+        argv += ["-o", str(out_d / str(i)),
+                 "http://127.0.0.1:%d%s" % (port, pth)]
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        out, err, rc = r.stdout.decode(), r.stderr.decode("latin-1"), \
+            r.returncode
+    except subprocess.TimeoutExpired:
+        out, err, rc = "", "killed", None
+    secs = round(time.monotonic() - t0, 1)
+    res = {"mode": mode, "rc": rc, "secs": secs}
+    sts = dict((int(a) + 1, (b, c)) for a, b, c in
+               re.findall(r"^RESULT (\d) (\d{3}) (\d+)$", out, re.M))
+    # 1xx heads curl saw, per request: split the verbose log at each request
+    parts = re.split(r"^> (?:GET|HEAD) ", err, flags=re.M)[1:]
+    for i in (1, 2):
+        f = out_d / str(i)
+        body = f.read_bytes() if f.exists() else None
+        st, conns = sts.get(i, (None, None))
+        part = parts[i - 1] if len(parts) >= i else ""
+        res["r%d" % i] = {
+            "status": int(st) if st and st != "000" else None,
+            "ok": st == "200" and body == EXPECT[i - 1],
+            "bytes": None if body is None else len(body),
+            "interim": len(re.findall(r"^< HTTP/1\.[01] 1\d\d", part,
+                                      re.M)),
+            "new_connection": conns not in (None, "0")}
+    # a final response long after the handler ended (nginx with an
+    # HTTP/1.1 upstream: only when the origin closes the kept-alive
+    # connection) is no success
+    if res["r1"]["ok"] and secs > sleep_for(BASIC_N) / 1000.0 + 5:
+        res["r1"]["ok"] = False
+        res["late"] = True
+    res["error"] = "final response only after %ss" % secs \
+        if res.get("late") else None if res["r1"]["ok"] else (
+        [ln[2:] for ln in err.splitlines() if ln.startswith("curl: ")]
+        or ["-"])[-1][:120]
+    recs = ctx.origin.log_lines("/%s-1" % tag, want=1, timeout=2)
+    res["origin"] = recs[0] if recs else None
+    proto, hdrs = ctx.origin.forensic("/%s-1" % tag)
+    res["upstream_request"] = proto
+    res["upstream_headers"] = hdrs
+    res["front_log"] = front_log(d, tag)
+    r1, r2 = res["r1"], res["r2"]
+    say("  %-24s curl %-8s: %s, %s 102s at curl, origin sent %s; second: "
+        "%s%s" % (name[:24], label or mode, r1["status"] if r1["ok"] else
+                  "FAIL (%s, %s)" % (r1["status"], res["error"]),
+                  r1["interim"], res["origin"]["sent"] if res["origin"]
+                  else "?", "ok" if r2["ok"] else "FAIL (%s)" % r2["status"],
+                  " (new connection)" if r2["new_connection"] else ""))
+    return res
+
+
+def front_runs(ctx, name, conf_fn):
+    """The front in front of the module under ProcessingClients all, the
+    module's default policy, and the default policy with the front
+    declared (DECLARE; n/a when the module lacks the directive)."""
+    out = {}
+    server, d = start_proxy(ctx, name, conf_fn, 300)
+    try:
+        for mode in ("off", "all", "default"):
+            out[mode] = front_curl(ctx, name, server.port, mode, d)
+    finally:
+        server.stop()
+    if ctx.origin.declared:
+        server, d = start_proxy(ctx, name, conf_fn, 300,
+                                ctx.origin.declared_port)
+        try:
+            out["declared"] = front_curl(ctx, name, server.port, "default",
+                                         d, "declared")
+            out["declared"]["mode"] = "declared"
+        finally:
+            server.stop()
+    else:
+        out["declared"] = {"na": "module lacks ProcessingTrustedProxy"}
+    return out
+
+
 def proxy_job(ctx, name, version_fn, conf_fn, timeout_name):
     say("proxy %s" % name)
     try:
@@ -881,6 +1169,7 @@ def proxy_job(ctx, name, version_fn, conf_fn, timeout_name):
     res = {"kind": "proxy", "name": name, "version": version,
            "timeout_setting": "%s %ds" % (timeout_name, PROXY_T),
            "maxn": ctx.maxn}
+    res["fronts"] = front_runs(ctx, name, conf_fn)
     server, d = start_proxy(ctx, name, conf_fn, PROXY_T)
     try:
         res["timeout_runs"] = proxy_timeout_runs(ctx, name, server)
@@ -917,12 +1206,42 @@ def proxy_job(ctx, name, version_fn, conf_fn, timeout_name):
 # ---------------------------------------------------------------------------
 # Report
 
+def short(err, n=70):
+    """One short reason for a table cell: no temp paths, URLs, addresses
+    or pointers, at most n characters."""
+    e = err or "?"
+    known = [(r"too many 1xx", "too many 1xx (net/http)"),
+             (r"status 102", "took the 102 as final"),
+             (r"Too many interim responses", "too many interim responses"),
+             (r"expect header not supported", "refuses an Expect header"),
+             (r"HTTP/1\.1 102 Processing|Failed to fetch .* 102 Processing",
+              "took the 102 as final"),
+             (r"killed after", "hung (killed)"),
+             (r"connection closed by peer", "connection closed, no final "
+              "response")]
+    for rx, what in known:
+        if re.search(rx, e):
+            return what
+    m = re.match(r"(exit \S+(?: \(\w+\))?, (?:no file|\d+ bytes))[;:]", e)
+    if m:
+        return m.group(1)
+    m = re.match(r"the origin sent no 102 \(request was .* (HTTP/1\.0)\)",
+                 e)
+    if m:
+        return "the origin sent no 102: HTTP/1.0 upstream"
+    e = re.sub(r"https?://\S+", "URL", e)
+    e = re.sub(r"/tmp/\S+", "FILE", e)
+    e = re.sub(r"0x[0-9a-f]+", "", e)
+    e = re.sub(r"\s+", " ", e).strip()
+    return e[:n] + ("..." if len(e) > n else "")
+
+
 def mode_cell(st):
     """ok / FAIL (what happened) for one mode's step."""
     if st is None:
         return "n/a"
     r0 = st["results"][0]
-    cell = "ok" if st["ok"] else "FAIL (%s)" % (r0["error"] or "?")[:160]
+    cell = "ok" if st["ok"] else "FAIL (%s)" % short(r0["error"])
     if st["sent"] is not None and st["mode"] != "off":
         cell += ", %s 102s" % st["sent"]
         if st["sent"] == 0 and st.get("proto") == "HTTP/1.0":
@@ -939,7 +1258,7 @@ def ka_cell(st):
            if not r["ok"]]
     cell = "ok" if st["ka_ok"] else "FAIL: %d of %d wrong (req %d: %s)" % (
         len(bad), len(st["results"]) - 1, bad[0][0],
-        (bad[0][1]["error"] or "?")[:100])
+        short(bad[0][1]["error"]))
     return cell + "; %d/%d on the slow request's connection" % (
         st["fast_same_conn"], st["fast_logged"])
 
@@ -983,7 +1302,7 @@ def describe_proxy(r):
 
 
 def write_report(results, out_path, started, argv, maxn, extra=None,
-                 client_maxn=None):
+                 client_maxn=None, json_name="build/compat/results.json"):
     client_maxn = client_maxn or maxn
     now = datetime.datetime.now(datetime.timezone.utc)
     lines = ["# mod_processing: client and reverse-proxy compatibility",
@@ -1039,7 +1358,7 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
             if r["beyond"] and r["cap"] < r["maxn"]:
                 cap += " (at %d: %s)" % (
                     r["beyond"]["n"],
-                    (r["beyond"]["results"][0]["error"] or "?")[:100])
+                    short(r["beyond"]["results"][0]["error"], 50))
             lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
                 str(x).replace("|", "/").replace("\n", " ") for x in (
                     r["name"], r["version"],
@@ -1076,6 +1395,10 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
         if h10:
             lines += ["Send HTTP/1.0 requests, so get no 102s in any mode: " +
                       ", ".join(h10) + ".", ""]
+    if clients and any(r.get("uploads") for r in clients):
+        lines += flows_section(clients, client_maxn)
+    if proxies and any(r.get("fronts") for r in proxies):
+        lines += fronts_section(proxies)
     if proxies:
         lines += ["## Reverse proxies", "",
                   "Timeout runs: proxy upstream timeout %ds, handler %d ms, "
@@ -1104,7 +1427,7 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
                 "%s of %s" % (fwd, sent),
                 cap_str(r.get("cap"), r["maxn"]) +
                 ("" if r.get("cap") is not None else
-                 " (%s)" % r.get("cap_note", "")),
+                 " (%s)" % short(r.get("cap_note", ""), 60)),
                 describe_proxy(r).replace("|", "/")))
         lines.append("")
         lines += ["### What each proxy sends upstream", "",
@@ -1129,8 +1452,153 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
         for r in errors:
             lines.append("- %s: %s" % (r["name"], r["error"]))
         lines.append("")
-    lines += ["Per-step details: `compat/results.json`."]
+    lines += ["Per-step details: `%s` (not kept in the tree)." % json_name]
     Path(out_path).write_text("\n".join(lines) + "\n")
+
+
+def flow_cell(st, off=None):
+    """ok / breaks (how) for one upload or GET step under all."""
+    if st is None:
+        return "not measured"
+    if off is not None and not off["ok"]:
+        return "n/a: %s" % short(off["results"][0]["error"], 50)
+    bad = [r for r in st["results"][1:] if not r["ok"]]
+    if st["ok"] and not bad:
+        cell = "ok"
+        if st.get("ka_ok") and st.get("fast_same_conn"):
+            cell += ", next on the connection"
+    elif st["ok"]:
+        cell = "breaks: next request %s" % short(bad[0]["error"], 50)
+    else:
+        cell = "breaks: %s" % short(st["results"][0]["error"], 50)
+    if st.get("upload") and not st.get("expect"):
+        cell += " (no Expect sent)"
+    if st.get("sent") is not None and st["sent"] != st["n"]:
+        cell += " (%s 102s sent)" % st["sent"]
+    return cell
+
+
+def flows_section(clients, client_maxn):
+    """Family x {GET, PUT+Expect, POST+Expect} under ProcessingClients
+    all (BASIC_N 102s), with the 1xx cap checked on the upload flows."""
+    import known_clients
+    rows = {r["name"]: r for r in clients}
+    out = ["## Request flows per known family", "",
+           "Under `ProcessingClients all`, %d 102s: **GET** (the row of the "
+           "table below), **PUT+Expect** and **POST+Expect** (%d-byte body "
+           "with `Expect: 100-continue`; httpd sends `100 Continue` when the "
+           "handler reads the body, the module arms at its end, then the "
+           "102s and the final 200 with its body; WebDAV tools: 201 and the "
+           "file written). 'next on the connection': the %d GETs that "
+           "followed came right on the same connection. 'n/a': the client "
+           "cannot make the flow (or refuses it without the module). "
+           "**1xx cap** (uploads): where the GET cap is below %d, N = cap-1 "
+           "and N = cap 102s after the `100 Continue`. **default**: the "
+           "module's default policy (`ProcessingClients known`), %d 102s, "
+           "GET/PUT/POST." % (BASIC_N, realclients.UPLOAD_LEN,
+                               realclients.KA_FAST, client_maxn, BASIC_N),
+           "",
+           "| family | client | GET | PUT+Expect | POST+Expect | 1xx cap "
+           "with upload | default (GET/PUT/POST) | upload how |",
+           "|---|---|---|---|---|---|---|---|"]
+    for fname, _, names in known_clients.FAMILIES:
+        for n in names:
+            r = rows.get(n)
+            if r is None:
+                continue
+            up = r.get("uploads") or {}
+            cells, caps, dflt, how = [], [], [], ""
+            dflt.append("ok" if (r.get("known") or {}).get("ok") else
+                        "-" if not r.get("known") else "breaks")
+            for m in UPLOAD_METHODS:
+                f = up.get(m)
+                if f is None:
+                    cells.append("not measured")
+                    dflt.append("-")
+                    continue
+                if "na" in f:
+                    cells.append("n/a: %s" % f["na"])
+                    dflt.append("n/a")
+                    continue
+                how = f["how"]
+                cells.append(flow_cell(f["all"], f["off"]))
+                k = f.get("known")
+                dflt.append("-" if k is None or not f["off"]["ok"] else
+                            "ok" if k["ok"] else "breaks")
+                for kk, st in sorted((f.get("at_cap") or {}).items(),
+                                     key=lambda x: int(x[0])):
+                    caps.append("%s %s=%s" % (m, kk, "ok" if st["ok"]
+                                              else short(st["results"][0]
+                                                         ["error"], 30)))
+            if not r.get("uploads"):
+                how = "-"
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
+                str(x).replace("|", "/") for x in (
+                    fname, n, flow_cell(r["all"], r["off"]), cells[0],
+                    cells[1], "; ".join(caps) or "-",
+                    "/".join(dflt), how)))
+    out.append("")
+    return out
+
+
+def front_cell(x):
+    if x is None:
+        return "not measured"
+    if "na" in x:
+        return "n/a (%s)" % x["na"]
+    r1, r2 = x["r1"], x["r2"]
+    sent = (x["origin"] or {}).get("sent")
+    cell = "%s, %s" % ("ok %s" % r1["status"] if r1["ok"] else
+                       "FAIL (%s%s)" % (r1["status"] or "no response",
+                                        "; " + short(x["error"], 40)
+                                        if x.get("error") not in
+                                        (None, "-") else ""),
+                       "%s of %s 102s at curl" % (r1["interim"], sent or 0))
+    cell += "; next: %s" % ("ok" if r2["ok"] else "FAIL (%s)" % (
+        r2["status"] or "none"))
+    return cell
+
+
+def fronts_section(proxies):
+    out = ["## Fronts in front of the module", "",
+           "curl through each front (its usual configuration, upstream "
+           "timeout 300 s): the slow request (%d 102s from the origin), then "
+           "a fast one on the same curl connection. **all**: origin under "
+           "`ProcessingClients all`; **default**: the module's default "
+           "policy (no ProcessingClients line); **declared**: the default "
+           "with `%s` in the origin's server (n/a when the module lacks "
+           "the directive). 'x of y 102s at curl': 1xx heads curl saw / "
+           "102s the origin sent. Headers: what the front added to the "
+           "origin request (forensic log), besides Host and what curl sent. "
+           "**no 102s**: the same slow request with `Processing Off` (the "
+           "control)." % (BASIC_N, DECLARE), "",
+           "| front | upstream | headers added | no 102s | all | default | "
+           "declared | front logs (all) |",
+           "|---|---|---|---|---|---|---|---|"]
+    curl_h = {"host", "user-agent", "accept"}
+    for r in proxies:
+        fr = r.get("fronts")
+        if not fr:
+            continue
+        a = fr.get("all") or {}
+        hdrs = [k for k in (a.get("upstream_headers") or {})
+                if k.lower() not in curl_h]
+        hcell = ", ".join("`%s`" % (
+            "%s: %s" % (k, a["upstream_headers"][k]) if k.lower() in
+            ("via", "connection") else k) for k in hdrs) or "none"
+        log = (a.get("front_log") or ["-"])[-1]
+        m = re.search(r'" (\d{3}) |TCP_\w+/(\d{3})| (\d{3}) \d+ - - |'
+                      r'"status":(\d{3})', log)
+        logcell = "status %s" % next(g for g in m.groups() if g) if m \
+            else "-" if log == "-" else "(no status in its log)"
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
+            str(x).replace("|", "/") for x in (
+                r["name"], (a.get("upstream_request") or "?").split(" ")[-1],
+                hcell, front_cell(fr.get("off")), front_cell(fr.get("all")),
+                front_cell(fr.get("default")),
+                front_cell(fr.get("declared")), logcell)))
+    out.append("")
+    return out
 
 
 def os_release():
@@ -1193,7 +1661,10 @@ def main():
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory under /tmp")
     ap.add_argument("--out", default=str(HERE / "results.md"))
-    ap.add_argument("--json", default=str(HERE / "results.json"))
+    ap.add_argument("--json", default=str(MAIN / "build" / "compat" /
+                                          "results.json"),
+                    help="raw results (default build/compat/results.json, "
+                    "outside git)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("compat.py: run as root (apache2 and the proxies drop to "
@@ -1251,12 +1722,16 @@ def main():
                                                          e)})
     finally:
         origin.stop()
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1,
                                               default=str) + "\n")
         if results:
+            jn = os.path.relpath(args.json, MAIN)
             write_report(results, args.out, started,
                          ["compat/run-compat"] + sys.argv[1:], maxn,
-                         client_maxn=cmaxn)
+                         client_maxn=cmaxn,
+                         json_name=jn if not jn.startswith("..") else
+                         args.json)
             say("wrote %s and %s" % (args.out, args.json))
         errlog = origin.root / "logs" / "error.log"
         if errlog.exists():

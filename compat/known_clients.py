@@ -4,8 +4,10 @@ results.
 
     known_clients.py [results.json] [known-clients.json]
 
-FAMILIES below names, for each client family, a User-Agent regex (POSIX
-ERE, also valid PCRE) and the rows of compat/results.json it stands for.
+results.json: the raw results of `make compat`, build/compat/results.json
+by default (outside git). FAMILIES below names, for each client family, a
+User-Agent regex (POSIX ERE, also valid PCRE) and the rows of results.json
+it stands for.
 This script checks every entry against the measured results and writes
 compat/known-clients.json:
 
@@ -17,7 +19,12 @@ compat/known-clients.json:
     "broken" list, written out too so a test can check the module's table).
 
 The cap of a family is the smallest measured cap of its rows; 0 when none
-was found up to the search's limit ("searched_to").
+was found up to the search's limit ("searched_to"). "flows" gives, per
+family, what its rows did with 102s in each request flow measured (GET,
+and PUT/POST with "Expect: 100-continue"): "ok", "breaks: ..." or "n/a:
+..."; a flow that breaks is reported, not an error (the module decides per
+flow). "rows" is the compact per-client summary test_known_clients.py
+checks the module's table against (so the raw results need not be kept).
 
 It exits 1 (and writes nothing) if an entry does not hold.
 """
@@ -84,9 +91,41 @@ def verdict(r):
     return True, "ok"
 
 
+def flow_verdicts(r):
+    """{"GET": ..., "PUT+Expect": ..., "POST+Expect": ...} for one row."""
+    ok, why = verdict(r)
+    out = {"GET": "ok" if ok else "breaks: %s" % why if ok is False
+           else "n/a: %s" % why}
+    for m, f in sorted((r.get("uploads") or {}).items()):
+        k = "%s+Expect" % m
+        if "na" in f:
+            out[k] = "n/a: %s" % f["na"]
+        elif not f["off"]["ok"]:
+            out[k] = "n/a: fails without 102s: %s" % (
+                f["off"]["results"][0]["error"] or "?")[:80]
+        else:
+            a = f["all"]
+            bad = [x for x in a["results"][1:] if not x["ok"]]
+            out[k] = "ok" if a["ok"] and not bad else "breaks: %s" % (
+                (a["results"][0] if not a["ok"] else bad[0])["error"]
+                or "?")[:80]
+            if not a.get("expect"):
+                out[k] += " (no Expect sent)"
+    return out
+
+
+def row_summary(r):
+    a = r.get("all") or {}
+    return {"name": r["name"], "user_agent": r.get("user_agent"),
+            "keepalive_probe": bool(r.get("keepalive_probe")),
+            "ok": bool(a.get("ok")), "ka_ok": a.get("ka_ok"),
+            "cap": r.get("cap"), "maxn": r.get("maxn"),
+            "flows": flow_verdicts(r)}
+
+
 def main():
     res_path = Path(sys.argv[1]) if len(sys.argv) > 1 else \
-        HERE / "results.json"
+        HERE.parent / "build" / "compat" / "results.json"
     out_path = Path(sys.argv[2]) if len(sys.argv) > 2 else \
         HERE / "known-clients.json"
     rows = {r["name"]: r for r in json.loads(res_path.read_text())
@@ -134,7 +173,13 @@ def main():
         if not caps:
             continue
         cap = min(caps)
-        fams.append({"name": fname, "regex": rx,
+        flows = {}
+        for n in names:
+            if n in rows:
+                for k, v in flow_verdicts(rows[n]).items():
+                    if k not in flows or not v.startswith("ok"):
+                        flows[k] = v
+        fams.append({"name": fname, "regex": rx, "flows": flows,
                      "cap": 0 if cap >= min(searched) else cap,
                      "searched_to": min(searched),
                      "keepalive_probe": sorted(ka)[0],
@@ -146,9 +191,15 @@ def main():
             print("known_clients: " + p, file=sys.stderr)
         sys.exit(1)
     out_path.write_text(json.dumps({
-        "generated_from": str(res_path.name),
+        "generated_from": "make -f Makefile.apxs compat",
         "note": "cap 0: no cap found up to searched_to 102s",
-        "families": fams, "broken": broken}, indent=1) + "\n")
+        "families": fams, "broken": broken,
+        "rows": [row_summary(r) for r in rows.values()]}, indent=1) + "\n")
+    for f in fams:
+        bad = ["%s %s" % (k, v) for k, v in f["flows"].items()
+               if v.startswith("breaks")]
+        if bad:
+            print("known_clients: %s: %s" % (f["name"], "; ".join(bad)))
     print("known_clients: %d families, %d broken clients -> %s" % (
         len(fams), len(broken), out_path))
 

@@ -33,6 +33,7 @@ JAVA_CP_LIBS = ["httpclient.jar", "httpcore.jar", "commons-logging.jar",
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BODY_LEN = 1000
 FAST_LEN = 100
+UPLOAD_LEN = 4000    # request body of the upload flows (PUT/POST + Expect)
 KA_FAST = 7
 INTERVAL_MS = 100
 TAIL_MS = 400
@@ -90,9 +91,13 @@ def why(out, n=240):
 
 
 class Req:
-    def __init__(self, origin, work, mode, n, tag, ka):
+    def __init__(self, origin, work, mode, n, tag, ka, upload=None):
         self.origin, self.mode, self.n, self.tag, self.ka = \
             origin, mode, n, tag, ka
+        # upload flows: "PUT" or "POST" with "Expect: 100-continue"; the
+        # first request sends upload_file (UPLOAD_LEN bytes), the drivers
+        # of lines_driver() get it as COMPAT_UPLOAD(_FILE)
+        self.upload = upload
         self.d = work / "out" / tag
         self.d.mkdir(parents=True)
         self.env = dict(os.environ, HOME=str(self.d / "home"),
@@ -103,6 +108,12 @@ class Req:
             self.env.pop(k, None)
         (self.d / "home").mkdir()
         (self.d / "run").mkdir(mode=0o700)
+        self.upload_file = self.d / "upload"
+        self.upload_body = body_of(UPLOAD_LEN)[::-1]
+        if upload:
+            self.upload_file.write_bytes(self.upload_body)
+            self.env["COMPAT_UPLOAD"] = upload
+            self.env["COMPAT_UPLOAD_FILE"] = str(self.upload_file)
         sn = BASIC_N if mode == "off" else n
         self.sleep = sleep_for(sn)
         self.timeout = self.sleep / 1000.0 + 90
@@ -750,3 +761,194 @@ CLIENTS = [
     ("firefox-esr", lambda: first(["firefox-esr", "--version"]), d_firefox,
      True, "headless --screenshot: slow page, its script makes 7 sync XHRs"),
 ]
+
+
+# --- upload flows: PUT / POST with "Expect: 100-continue" ---------------
+#
+# The first request sends Req.upload_body (UPLOAD_LEN bytes) with
+# "Expect: 100-continue"; httpd answers 100 Continue when the handler reads
+# the body, the module arms at its end, N 102s follow, then the final
+# response (mod_proc_test: 200 and the usual body; mod_dav: 201/204 and the
+# file written). Keep-alive drivers then make the fast GETs.
+
+def u_curl(req, ctx):
+    fmt = ["-w", "%{http_code} %{num_connects}\\n"]
+    files = [req.d / str(i) for i in range(1, len(req.urls) + 1)]
+    send = ["-T", str(req.upload_file)] if req.upload == "PUT" else \
+        ["--data-binary", "@%s" % req.upload_file, "-H",
+         "Content-Type: application/octet-stream"]
+    argv = ["curl", "-sS"] + fmt + send + [
+        "-H", "Expect: 100-continue", "-o", str(files[0]), req.urls[0]]
+    for f, u in zip(files[1:], req.urls[1:]):
+        argv += ["--next", "-sS"] + fmt + ["-o", str(f), u]
+    rc, out = sh(argv, req.timeout)
+    sts = [int(m) for m in re.findall(r"^(\d{3}) \d+$", out, re.M)]
+    return file_results(req, files, rc, out, sts)
+
+
+def u_wget(req, ctx):
+    # wget applies --method to every URL of a run: the upload alone
+    send = ["--method=PUT", "--body-file=%s" % req.upload_file] \
+        if req.upload == "PUT" else ["--post-file=%s" % req.upload_file]
+    o = req.d / "1"
+    rc, out = sh(["wget", "-S", "--tries=1", "--header",
+                  "Expect: 100-continue"] + send + ["-O", str(o),
+                                                     req.urls[0]],
+                 req.timeout, env=req.env)
+    s = re.findall(r"^  HTTP/1\.\d (\d{3})", out, flags=re.M)
+    return file_results(req, [o], rc, out, [int(s[-1]) if s else None])
+
+
+def u_check_curl(req, ctx):
+    argv = ["/usr/lib/nagios/plugins/check_curl", "-H", "127.0.0.1",
+            "-p", str(req.origin.port), "-u", req.slow_path, "-t", "120",
+            "-j", req.upload, "-P", req.upload_body.decode(),
+            "-k", "Expect: 100-continue", "-s", body_of(BODY_LEN)[-40:]
+            .decode()]
+    rc, out = sh(argv, req.timeout, env=req.env)
+    m = re.search(r"HTTP/1\.\d (\d{3})", out)
+    st = int(m.group(1)) if m else None
+    ok = rc == 0 and st == 200
+    return [{"status": st, "ok": ok, "error": None if ok else
+             "exit %s, status %s: %s" % (rc, st, squash(out, 120))}]
+
+
+def dav_upload_target(req):
+    name = "slow-%s-1.txt" % req.tag
+    base = "/davn/%d/" % req.path_n if req.mode != "known" else \
+        "/davk/%d/" % req.path_n
+    return base, name, req.origin.root / "dav" / name
+
+
+def dav_upload_result(req, rc, out, st=None):
+    _, _, p = dav_upload_target(req)
+    got = p.read_bytes() if p.exists() else None
+    ok = rc == 0 and got == req.upload_body
+    return [{"status": st or (201 if ok else None), "ok": ok,
+             "error": None if ok else "exit %s, %s on the server; %s" % (
+                 rc, "no file" if got is None else "%d bytes" % len(got),
+                 why(out, 120) or "-")}]
+
+
+def u_rclone(req, ctx):
+    base, name, _ = dav_upload_target(req)
+    rc, out = sh(["rclone", "--config", "/dev/null", "--low-level-retries",
+                  "1", "--retries", "1", "--header-upload",
+                  "Expect: 100-continue", "copyto", str(req.upload_file),
+                  ":webdav,url='%s':%s" % (req.origin.url(base), name)],
+                 req.timeout, env=req.env)
+    return dav_upload_result(req, rc, out)
+
+
+def u_cadaver(req, ctx):
+    base, name, _ = dav_upload_target(req)
+    # cadaver 0.24 has no option for Expect (neon sends none): a plain PUT
+    script = "put %s %s\n" % (req.upload_file, name)
+    files = []
+    if req.ka:
+        for i in range(2, KA_FAST + 2):
+            nm = "fast-%s-%d.txt" % (req.tag, i)
+            p = req.origin.root / "dav" / nm
+            p.write_bytes(body_of(fast_len(i)))
+            os.chmod(p, 0o644)
+            files.append(req.d / str(i))
+            script += "get %s %s\n" % (nm, files[-1])
+    rc, out = sh(["cadaver", req.origin.url(base)], req.timeout,
+                 env=req.env, input=(script + "quit\n").encode())
+    # cadaver exits 0 whatever happened: the file on the server decides
+    res = dav_upload_result(req, 0 if rc == 0 else rc, out)
+    if req.ka:
+        res += file_results_for(req, files, rc, out)
+    return res
+
+
+def file_results_for(req, files, rc, out):
+    """file_results for the fast requests only (expect[1:])."""
+    saved = req.expect
+    req.expect = saved[1:]
+    try:
+        return file_results(req, files, rc, out)
+    finally:
+        req.expect = saved
+
+
+def u_davix(req, ctx):
+    base, name, _ = dav_upload_target(req)
+    # davix sends "Expect: 100-continue" on a PUT by itself (with -H it
+    # sends it twice and hangs, even without 102s)
+    rc, out = sh(["davix-put", "--retry", "0",
+                  str(req.upload_file), req.origin.url(base + name)],
+                 req.timeout, env=req.env)
+    return dav_upload_result(req, rc, out)
+
+
+def u_gio(req, ctx):
+    base, name, _ = dav_upload_target(req)
+    # a dav:// location must be mounted first (in the same session bus)
+    loc = "dav://127.0.0.1:%d%s" % (req.origin.port, base)
+    rc, out = sh(["dbus-run-session", "--", "sh", "-c",
+                  'gio mount "$1" </dev/null && gio copy "$2" "$1$3"',
+                  "sh", loc, str(req.upload_file), name], req.timeout,
+                 env=req.env)
+    return dav_upload_result(req, rc, out)
+
+
+# row name -> (driver, keep-alive probe?, how) or (None, reason): the
+# upload flows of every row that stands for a known client family
+_L = None     # "the row's own driver": lines_driver honours COMPAT_UPLOAD
+UPLOADS = {
+    "curl": (u_curl, True, "curl -T f / --data-binary @f -H 'Expect: "
+             "100-continue' URL1 --next URL2 ..."),
+    "wget": (u_wget, False, "wget --method=PUT --body-file / --post-file,"
+             " --header 'Expect: 100-continue' (wget does not wait for the "
+             "100)"),
+    "aria2c": (None, "download only"),
+    "lftp": (None, "no request body with a chosen method and Expect "
+             "over HTTP"),
+    "npm": (None, "sends no Expect and takes no extra request header"),
+    "python-aiohttp": (_L, True, "s.request(M, url, data=, expect100="
+                       "True)"),
+    "python-httpx": (_L, True, "c.request(M, url, content=, headers="
+                     "{Expect}) (sends the body at once)"),
+    "perl-HTTP::Tiny": (_L, True, "request(M, url, {content, headers => "
+                        "{Expect}}) (body at once)"),
+    "perl-Mojo::UserAgent": (_L, True, "build_tx(M => url => {Expect} => "
+                             "body)"),
+    "ruby-Net::HTTP": (_L, True, "Net::HTTP::Put/Post with Expect, "
+                       "continue_timeout 5"),
+    "java-HttpClient": (_L, True, "HttpRequest.newBuilder()"
+                        ".expectContinue(true)"),
+    "java-ApacheHttpClient4": (_L, True, "HttpPut/HttpPost, "
+                               "RequestConfig expectContinueEnabled"),
+    "java-ApacheHttpClient5": (_L, True, "HttpPut/HttpPost, "
+                               "RequestConfig expectContinueEnabled"),
+    "node-fetch": (_L, True, "fetch(url, {method, body, headers: "
+                   "{Expect}})"),
+    "node-axios": (_L, True, "axios.request({method, data, headers: "
+                   "{Expect}}) (body at once)"),
+    "node-got": (_L, True, "got(url, {method, body, headers: {Expect}}) "
+                 "(body at once)"),
+    "go-net/http": (_L, True, "http.NewRequest(M, url, body), Expect "
+                    "header (DefaultTransport waits up to 1 s)"),
+    "rclone-webdav": (u_rclone, False, "rclone copyto f :webdav: "
+                      "--header-upload 'Expect: 100-continue' (WebDAV "
+                      "PUT: 201)"),
+    "gio-cat (gvfs http)": (u_gio, False, "gio mount dav://...; gio copy "
+                            "f dav://... (gvfs dav backend: PUT, 201; no "
+                            "Expect)"),
+    "neon-cadaver": (u_cadaver, True, "cadaver: put f, then 7 gets (no "
+                     "option to send Expect; WebDAV PUT: 201)"),
+    "davix-get": (u_davix, False, "davix-put f URL (sends Expect itself; "
+                  "WebDAV PUT: 201)"),
+    "check_curl": (u_check_curl, False, "check_curl -j M -P data -k "
+                   "'Expect: 100-continue'"),
+    "chromium": (None, "browsers send no Expect"),
+    "firefox-esr": (None, "browsers send no Expect"),
+}
+# flows a tool cannot make: POST over WebDAV tools
+UPLOAD_METHODS_NA = {
+    ("rclone-webdav", "POST"): "WebDAV client: PUT only",
+    ("gio-cat (gvfs http)", "POST"): "WebDAV client: PUT only",
+    ("neon-cadaver", "POST"): "WebDAV client: PUT only",
+    ("davix-get", "POST"): "davix-put: PUT only",
+}

@@ -17,8 +17,18 @@ public class ApacheHc4 {
             return;
         }
         CloseableHttpClient hc = HttpClients.createDefault();
+        // COMPAT_UPLOAD=PUT|POST: the first request sends COMPAT_UPLOAD_FILE
+        // with "Expect: 100-continue" (expect-continue enabled in its config)
         for (int i = 0; i < args.length; i++) {
-            try (CloseableHttpResponse r = hc.execute(new HttpGet(args[i]))) {
+            org.apache.http.client.methods.HttpRequestBase rq;
+            if (i == 0 && JavaClients.UPLOAD != null) {
+                rq = JavaClients.UPLOAD.equals("PUT") ? new org.apache.http.client.methods.HttpPut(args[i]) : new org.apache.http.client.methods.HttpPost(args[i]);
+                ((org.apache.http.client.methods.HttpEntityEnclosingRequestBase) rq).setEntity(new org.apache.http.entity.ByteArrayEntity(JavaClients.uploadBody()));
+                rq.setConfig(org.apache.http.client.config.RequestConfig.custom().setExpectContinueEnabled(true).build());
+            } else {
+                rq = new HttpGet(args[i]);
+            }
+            try (CloseableHttpResponse r = hc.execute(rq)) {
                 byte[] b = r.getEntity() == null ? new byte[0] : EntityUtils.toByteArray(r.getEntity());
                 JavaClients.res(i + 1, r.getStatusLine().getStatusCode(), b);
             } catch (Throwable e) {

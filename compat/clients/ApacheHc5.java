@@ -15,8 +15,18 @@ public class ApacheHc5 {
             return;
         }
         CloseableHttpClient hc = HttpClients.createDefault();
+        // COMPAT_UPLOAD=PUT|POST: the first request sends COMPAT_UPLOAD_FILE
+        // with "Expect: 100-continue" (expect-continue enabled in its config)
         for (int i = 0; i < args.length; i++) {
-            try (CloseableHttpResponse r = hc.execute(new HttpGet(args[i]))) {
+            org.apache.hc.client5.http.classic.methods.HttpUriRequestBase rq;
+            if (i == 0 && JavaClients.UPLOAD != null) {
+                rq = JavaClients.UPLOAD.equals("PUT") ? new org.apache.hc.client5.http.classic.methods.HttpPut(args[i]) : new org.apache.hc.client5.http.classic.methods.HttpPost(args[i]);
+                rq.setEntity(new org.apache.hc.core5.http.io.entity.ByteArrayEntity(JavaClients.uploadBody(), null));
+                rq.setConfig(org.apache.hc.client5.http.config.RequestConfig.custom().setExpectContinueEnabled(true).build());
+            } else {
+                rq = new HttpGet(args[i]);
+            }
+            try (CloseableHttpResponse r = hc.execute(rq)) {
                 byte[] b = r.getEntity() == null ? new byte[0] : EntityUtils.toByteArray(r.getEntity());
                 JavaClients.res(i + 1, r.getCode(), b);
             } catch (Throwable e) {

@@ -55,6 +55,15 @@ public class JavaClients {
         return out.toByteArray();
     }
 
+    // COMPAT_UPLOAD=PUT|POST (and COMPAT_UPLOAD_FILE): the first request
+    // sends that file with "Expect: 100-continue" (httpclient mode)
+    static final String UPLOAD = System.getenv("COMPAT_UPLOAD");
+
+    static byte[] uploadBody() throws Exception {
+        return java.nio.file.Files.readAllBytes(
+                java.nio.file.Paths.get(System.getenv("COMPAT_UPLOAD_FILE")));
+    }
+
     public static void main(String[] args) throws Exception {
         String mode = args[0];
         if (mode.equals("version")) {
@@ -67,8 +76,15 @@ public class JavaClients {
                     .connectTimeout(Duration.ofSeconds(10)).build();
             for (int i = 1; i < args.length; i++) {
                 try {
-                    HttpRequest rq = HttpRequest.newBuilder(URI.create(args[i]))
-                            .timeout(Duration.ofSeconds(300)).GET().build();
+                    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(args[i]))
+                            .timeout(Duration.ofSeconds(300));
+                    if (i == 1 && UPLOAD != null) {
+                        b.expectContinue(true).method(UPLOAD,
+                                HttpRequest.BodyPublishers.ofByteArray(uploadBody()));
+                    } else {
+                        b.GET();
+                    }
+                    HttpRequest rq = b.build();
                     HttpResponse<byte[]> r = hc.send(rq, HttpResponse.BodyHandlers.ofByteArray());
                     res(i, r.statusCode(), r.body());
                 } catch (Throwable e) {

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"fmt"
@@ -27,6 +28,14 @@ func main() {
 		fmt.Println(runtime.Version())
 		return
 	}
+	// COMPAT_UPLOAD=PUT|POST (and COMPAT_UPLOAD_FILE): the first request
+	// sends that file with "Expect: 100-continue" (DefaultTransport waits
+	// up to its ExpectContinueTimeout, 1 s, for the 100)
+	up := os.Getenv("COMPAT_UPLOAD")
+	var upBody []byte
+	if up != "" {
+		upBody, _ = os.ReadFile(os.Getenv("COMPAT_UPLOAD_FILE"))
+	}
 	client := &http.Client{Timeout: 300 * time.Second}
 	for i, url := range os.Args[1:] {
 		n1xx := 0
@@ -36,8 +45,14 @@ func main() {
 				return nil
 			},
 		}
-		req, _ := http.NewRequestWithContext(
-			httptrace.WithClientTrace(context.Background(), trace), "GET", url, nil)
+		ctx := httptrace.WithClientTrace(context.Background(), trace)
+		var req *http.Request
+		if i == 0 && up != "" {
+			req, _ = http.NewRequestWithContext(ctx, up, url, bytes.NewReader(upBody))
+			req.Header.Set("Expect", "100-continue")
+		} else {
+			req, _ = http.NewRequestWithContext(ctx, "GET", url, nil)
+		}
 		r, err := client.Do(req)
 		if err != nil {
 			fmt.Printf("ERROR %d %s (after %d 1xx)\n", i+1, strings.ReplaceAll(err.Error(), "\n", " "), n1xx)

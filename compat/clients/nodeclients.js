@@ -38,25 +38,34 @@ function viaHttp(url) {
   });
 }
 
-async function viaFetch(url) {
-  const r = await fetch(url, { signal: AbortSignal.timeout(300000) });
+async function viaFetch(url, first) {
+  const r = await fetch(url, { signal: AbortSignal.timeout(300000), ...upOpts(first) });
   const body = Buffer.from(await r.arrayBuffer());
   return [r.status, body, '-'];
 }
 
 // axios and got live outside the tree (compat/setup-deps installs them)
+// COMPAT_UPLOAD=PUT|POST (and COMPAT_UPLOAD_FILE): the first request sends
+// that file as its body with "Expect: 100-continue" (fetch, axios, got)
+const UPLOAD = process.env.COMPAT_UPLOAD;
+const UPLOAD_BODY = UPLOAD ? require('fs').readFileSync(process.env.COMPAT_UPLOAD_FILE) : null;
+function upOpts(first) {
+  return first && UPLOAD ? { method: UPLOAD, body: UPLOAD_BODY, headers: { Expect: '100-continue' } } : {};
+}
+
 const NPM = process.env.COMPAT_NODE_PATH || '/var/cache/mod_processing-compat/npm/node_modules';
 
-async function viaAxios(url) {
+async function viaAxios(url, first) {
   const axios = require(`${NPM}/axios`);
-  const r = await axios.get(url, { responseType: 'arraybuffer', timeout: 300000, validateStatus: () => true });
+  const o = upOpts(first);
+  const r = await axios.request({ url, method: o.method || 'GET', data: o.body, headers: o.headers, responseType: 'arraybuffer', timeout: 300000, validateStatus: () => true });
   return [r.status, Buffer.from(r.data), '-'];
 }
 
 let gotMod = null;
-async function viaGot(url) {
+async function viaGot(url, first) {
   if (!gotMod) gotMod = (await import(`${NPM}/got/dist/source/index.js`)).default;
-  const r = await gotMod(url, { responseType: 'buffer', throwHttpErrors: false, retry: { limit: 0 }, timeout: { request: 300000 } });
+  const r = await gotMod(url, { ...upOpts(first), responseType: 'buffer', throwHttpErrors: false, retry: { limit: 0 }, timeout: { request: 300000 } });
   return [r.statusCode, r.body, '-'];
 }
 
@@ -77,7 +86,7 @@ async function main() {
     // new connection even when no 102 was involved
     if (i > 0 && mode !== 'http') await new Promise((r) => setTimeout(r, 200));
     try {
-      const [status, body, info] = await get(urls[i]);
+      const [status, body, info] = await get(urls[i], i === 0);
       res(i + 1, status, body, info);
     } catch (e) {
       err(i + 1, e);

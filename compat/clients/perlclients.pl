@@ -13,6 +13,11 @@ use warnings;
 use Digest::MD5 qw(md5_hex);
 
 my ($mode, @urls) = @ARGV;
+# COMPAT_UPLOAD=PUT|POST (and COMPAT_UPLOAD_FILE): the first request sends
+# that file as its body with "Expect: 100-continue" (tiny, mojo)
+my $UP = $ENV{COMPAT_UPLOAD};
+my $UPBODY;
+if ($UP) { open(my $fh, '<:raw', $ENV{COMPAT_UPLOAD_FILE}) or die; local $/; $UPBODY = <$fh>; close $fh; }
 $| = 1;
 
 sub res { my ($i, $st, $b) = @_; print "RESULT $i $st ", length($b), " ", md5_hex($b), "\n"; }
@@ -45,7 +50,9 @@ if ($mode =~ /^lwp/) {
     my $i = 0;
     for my $u (@urls) {
         $i++;
-        my $r = $ua->get($u);
+        my $r = ($i == 1 && $UP)
+            ? $ua->request($UP, $u, { content => $UPBODY, headers => { Expect => '100-continue' } })
+            : $ua->get($u);
         if ($r->{status} == 599) { err($i, "599 $r->{content}"); next; }
         res($i, $r->{status}, $r->{content});
     }
@@ -55,7 +62,9 @@ if ($mode =~ /^lwp/) {
     my $i = 0;
     for my $u (@urls) {
         $i++;
-        my $tx = $ua->get($u);
+        my $tx = ($i == 1 && $UP)
+            ? $ua->start($ua->build_tx($UP => $u => { Expect => '100-continue' } => $UPBODY))
+            : $ua->get($u);
         my $e = $tx->error;
         if ($e && !$e->{code}) { err($i, $e->{message}); next; }
         res($i, $tx->res->code, $tx->res->body);

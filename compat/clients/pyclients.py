@@ -11,8 +11,16 @@ one per request), and prints one line per request:
     ERROR <i> <exception>
 """
 import hashlib
+import os
 import sys
 import urllib.parse
+
+# COMPAT_UPLOAD=PUT|POST (and COMPAT_UPLOAD_FILE): the first request sends
+# that file as its body with "Expect: 100-continue" (modes aiohttp, httpx)
+UPLOAD = os.environ.get("COMPAT_UPLOAD")
+UPLOAD_BODY = open(os.environ["COMPAT_UPLOAD_FILE"], "rb").read() \
+    if UPLOAD else None
+EXPECT = {"Expect": "100-continue"}
 
 
 def res(i, status, body):
@@ -84,7 +92,13 @@ def with_aiohttp(urls):
                 timeout=aiohttp.ClientTimeout(total=300)) as s:
             for i, url in enumerate(urls, 1):
                 try:
-                    async with s.get(url) as r:
+                    if i == 1 and UPLOAD:
+                        # aiohttp's own Expect handling: waits for the 100
+                        cm = s.request(UPLOAD, url, data=UPLOAD_BODY,
+                                       expect100=True)
+                    else:
+                        cm = s.get(url)
+                    async with cm as r:
                         res(i, r.status, await r.read())
                 except Exception as e:
                     err(i, e)
@@ -96,7 +110,11 @@ def with_httpx(urls):
     with httpx.Client(timeout=300) as c:
         for i, url in enumerate(urls, 1):
             try:
-                r = c.get(url)
+                if i == 1 and UPLOAD:
+                    r = c.request(UPLOAD, url, content=UPLOAD_BODY,
+                                  headers=EXPECT)
+                else:
+                    r = c.get(url)
                 res(i, r.status_code, r.content)
             except Exception as e:
                 err(i, e)

@@ -15,12 +15,26 @@ if mode == 'version'
   puts "ruby #{RUBY_VERSION}, net-http #{Net::HTTP::VERSION rescue '?'}"
   exit 0
 end
+# COMPAT_UPLOAD=PUT|POST (and COMPAT_UPLOAD_FILE): the first request sends
+# that file with "Expect: 100-continue"; continue_timeout makes Net::HTTP
+# wait for the 100 (without it, it sends the body at once)
+up = ENV['COMPAT_UPLOAD']
+up_body = up ? File.binread(ENV['COMPAT_UPLOAD_FILE']) : nil
 u0 = URI(urls[0])
 begin
-  Net::HTTP.start(u0.host, u0.port, read_timeout: 300) do |h|
+  Net::HTTP.start(u0.host, u0.port, read_timeout: 300,
+                  continue_timeout: (up ? 5 : nil)) do |h|
     urls.each_with_index do |u, i|
       begin
-        r = h.get(URI(u).request_uri)
+        if i.zero? && up
+          rq = (up == 'PUT' ? Net::HTTP::Put : Net::HTTP::Post).new(
+            URI(u).request_uri, 'Expect' => '100-continue')
+          rq.body = up_body
+          rq['Content-Type'] = 'application/octet-stream'
+          r = h.request(rq)
+        else
+          r = h.get(URI(u).request_uri)
+        end
         b = r.body || ''
         puts "RESULT #{i + 1} #{r.code} #{b.bytesize} #{Digest::MD5.hexdigest(b)}"
       rescue => e
