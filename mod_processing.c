@@ -210,6 +210,8 @@ static const proc_known_client proc_known_clients[] = {
     PROC_KNOWN("neon", "cadaver/", " neon/", 0, 127, 0),
     PROC_KNOWN("davix", "libdavix/", NULL, 0, 0, PROC_FAMILY_EXPECT),
     PROC_KNOWN("check_curl", "check_curl/", NULL, 0, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("chromium", "Mozilla/5.0 (", "(KHTML, like Gecko) Chrome/", 0,
+               0, PROC_FAMILY_BROWSER),
     PROC_KNOWN("chromium", "Mozilla/5.0 (",
                "(KHTML, like Gecko) HeadlessChrome/", 0, 0,
                PROC_FAMILY_BROWSER),
@@ -1966,14 +1968,20 @@ static int proc_front_declared(request_rec *r, const proc_dir_cfg *cfg)
 
 /* Why the front r came through, if any, would not carry 102s to the
  * client, or NULL.  Varnish turns a backend's 1xx into a 503 ("Backend
- * fetch failed"), declared or not; nginx takes any 1xx but 103 as the
+ * fetch failed") and Traffic Server passes the first 102 on and then never
+ * the final response, declared or not; nginx takes any 1xx but 103 as the
  * final response; Envoy forwards only the first.  So a front gets 102s
  * only when declared or recognised. */
 static const char *proc_front_refused(request_rec *r, const proc_dir_cfg *cfg,
                                       const proc_verdict *v)
 {
+    const char *via = apr_table_get(r->headers_in, "Via");
+
     if (apr_table_get(r->headers_in, "X-Varnish")) {
         return "behind Varnish, which fails a request on a backend's 1xx";
+    }
+    if (via && strstr(via, "ApacheTrafficServer/")) {
+        return "behind Traffic Server, which stalls after a backend's 102";
     }
     if (v->front_cap || proc_front_declared(r, cfg)) {
         return NULL;

@@ -45,8 +45,8 @@ FAMILIES = [
     ("npm", r"^npm/[0-9]+\.[0-9.]+ node/v[0-9]", ["npm"]),
     ("python-aiohttp", r"^Python/[0-9.]+ aiohttp/[0-9]", ["python-aiohttp"]),
     ("python-httpx", r"^python-httpx/[0-9]", ["python-httpx"]),
-    ("perl-HTTP-Tiny", r"^HTTP-Tiny/[0-9]", ["perl-HTTP::Tiny"]),
-    ("perl-Mojolicious", r"^Mojolicious \(Perl\)$", ["perl-Mojo::UserAgent"]),
+    ("perl-http-tiny", r"^HTTP-Tiny/[0-9]", ["perl-HTTP::Tiny"]),
+    ("perl-mojolicious", r"^Mojolicious \(Perl\)$", ["perl-Mojo::UserAgent"]),
     ("ruby-net-http", r"^Ruby$", ["ruby-Net::HTTP"]),
     ("java-httpclient", r"^Java-http-client/[0-9]", ["java-HttpClient"]),
     ("apache-httpclient", r"^Apache-HttpClient/[45]\.[0-9.]+ \(Java/[0-9]",
@@ -56,7 +56,7 @@ FAMILIES = [
     ("node-axios", r"^axios/[0-9]", ["node-axios"]),
     ("node-got", r"^got \(https://github\.com/sindresorhus/got\)$",
      ["node-got"]),
-    ("go-net-http", r"^Go-http-client/1\.1$", ["go-net/http"]),
+    ("go", r"^Go-http-client/1\.1$", ["go-net/http"]),
     # Debian's rclone 1.60.1 sends "rclone/" (no version); Go underneath: cap 5
     ("rclone", r"^rclone/", ["rclone-webdav"]),
     ("gvfs", r"^gvfs/[0-9]", ["gio-cat (gvfs http)"]),
@@ -74,6 +74,10 @@ FAMILIES = [
      r"^Mozilla/5\.0 \([^)]+; rv:[0-9]{2,3}\.[0-9]+\) Gecko/20100101 "
      r"Firefox/[0-9]{2,3}\.[0-9]+$", ["firefox-esr"]),
 ]
+
+
+# families whose requests count only with the Sec-Fetch-Mode header
+BROWSERS = ("chromium", "firefox")
 
 
 def verdict(r):
@@ -114,18 +118,18 @@ def flow_verdicts(r):
     return out
 
 
-def row_summary(r):
-    a = r.get("all") or {}
-    return {"name": r["name"], "user_agent": r.get("user_agent"),
-            "keepalive_probe": bool(r.get("keepalive_probe")),
-            "ok": bool(a.get("ok")), "ka_ok": a.get("ka_ok"),
-            "cap": r.get("cap"), "maxn": r.get("maxn"),
-            "flows": flow_verdicts(r)}
-
-
 def main():
     res_path = Path(sys.argv[1]) if len(sys.argv) > 1 else \
         HERE.parent / "build" / "compat" / "results.json"
+    # desktop browsers (compat/browsers.py, under Xvfb): their User-Agents
+    # join the headless ones of the families they handled 102s in
+    desktop = {}
+    browsers_path = res_path.parent / "browsers.json"
+    if browsers_path.exists():
+        for b in json.loads(browsers_path.read_text()):
+            if b.get("ok"):
+                desktop.setdefault(b["browser"], set()).add(
+                    b["nav"][1]["user-agent"])
     out_path = Path(sys.argv[2]) if len(sys.argv) > 2 else \
         HERE / "known-clients.json"
     rows = {r["name"]: r for r in json.loads(res_path.read_text())
@@ -136,7 +140,7 @@ def main():
         if ok is False:
             broken.append({"client": name, "user_agent": r["user_agent"]
                            if r["user_agent"] not in (None, "-") else "",
-                           "how": why})
+                           "how": why[:100]})
     problems = []
     fams = []
     for fname, rx, names in FAMILIES:
@@ -184,7 +188,9 @@ def main():
                      "searched_to": min(searched),
                      "keepalive_probe": sorted(ka)[0],
                      "user_agents": sorted({rows[n]["user_agent"]
-                                            for n in names if n in rows}),
+                                            for n in names if n in rows}
+                                           | desktop.get(fname, set())),
+                     "browser": fname in BROWSERS,
                      "rows": names})
     if problems:
         for p in problems:
@@ -193,8 +199,7 @@ def main():
     out_path.write_text(json.dumps({
         "generated_from": "make -f Makefile.apxs compat",
         "note": "cap 0: no cap found up to searched_to 102s",
-        "families": fams, "broken": broken,
-        "rows": [row_summary(r) for r in rows.values()]}, indent=1) + "\n")
+        "families": fams, "broken": broken}, indent=1) + "\n")
     for f in fams:
         bad = ["%s %s" % (k, v) for k, v in f["flows"].items()
                if v.startswith("breaks")]

@@ -155,6 +155,12 @@ class TestDeclaredFront:
     def test_varnish_even_declared_gets_none(self, env):
         assert get(env, CURL, **VARNISH).count(102) == 0
 
+    def test_traffic_server_even_declared_gets_none(self, env):
+        via = "http/1.1 traffic_server[0a1b] (ApacheTrafficServer/9.2.9)"
+        assert get(env, CURL, Via=via,
+                   **{"X-Forwarded-For": "192.0.2.7"}).count(102) == 0
+        assert get(env, CURL, Via="1.1 vm (squid/5.7)").count(102) >= 2
+
     def test_capped_client_behind_declared_front_gets_none(self, env):
         assert get(env, GO, LONG, **NGINX).count(102) == 0
 
