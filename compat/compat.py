@@ -1259,7 +1259,7 @@ def ka_cell(st):
     cell = "ok" if st["ka_ok"] else "FAIL: %d of %d wrong (req %d: %s)" % (
         len(bad), len(st["results"]) - 1, bad[0][0],
         short(bad[0][1]["error"]))
-    return cell + "; %d/%d on the slow request's connection" % (
+    return cell + "; %d/%d on its connection" % (
         st["fast_same_conn"], st["fast_logged"])
 
 
@@ -1277,28 +1277,6 @@ def cap_str(cap, maxn):
     if cap is None:
         return "n/a"
     return ">= %d" % maxn if cap >= maxn else str(cap)
-
-
-def describe_proxy(r):
-    on, off = r["timeout_runs"]["on"], r["timeout_runs"]["off"]
-    parts = []
-    parts.append("with the module: client got %s after %ss, %d of %s 102s "
-                 "forwarded" % (
-                     on["first"]["status"] if on["first"]["status"] else
-                     "no response (%s)" % on["first"]["error"],
-                     on["first"]["secs"], on["first"]["interim"],
-                     (on["origin"]["sent"] or 0) if on["origin"] else "?"))
-    if not on["first"]["ok"] and on["first"]["status"] == 200:
-        parts.append("body wrong")
-    if on["second"] is not None:
-        parts.append("next request on the connection: %s" % (
-            "ok" if on["second"]["ok"] else on["second"]["summary"]))
-    else:
-        parts.append("connection not reusable")
-    parts.append("without: %s after %ss" % (
-        off["first"]["status"] or "no response (%s)" % off["first"]["error"],
-        off["first"]["secs"]))
-    return "; ".join(parts)
 
 
 def write_report(results, out_path, started, argv, maxn, extra=None,
@@ -1351,7 +1329,7 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
                       BASIC_N, realclients.KA_FAST),
                   "",
                   "| client | version | User-Agent | no 102s | all | "
-                  "keep-alive probe | cap | known | how |",
+                  "keep-alive probe | cap | known |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in clients:
             cap = cap_str(r["cap"], r["maxn"])
@@ -1359,15 +1337,17 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
                 cap += " (at %d: %s)" % (
                     r["beyond"]["n"],
                     short(r["beyond"]["results"][0]["error"], 50))
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
                 str(x).replace("|", "/").replace("\n", " ") for x in (
                     r["name"], r["version"],
-                    "`%s`" % r["user_agent"] if r["user_agent"] not in
+                    "`%s`" % (r["user_agent"][:57] + "..."
+                              if len(r["user_agent"]) > 60
+                              else r["user_agent"]) if r["user_agent"]
+                    not in
                     (None, "-", "") else "(none)" if r["user_agent"] in
                     ("-", "") else "?",
                     mode_cell(r["off"]), mode_cell(r["all"]),
-                    ka_cell(r["all"]), cap, mode_cell(r.get("known")),
-                    r["how"])))
+                    ka_cell(r["all"]), cap, mode_cell(r.get("known")))))
         lines.append("")
         broke = [r for r in clients if client_verdict(r) == "BREAKS"]
         lines += ["Break on 102s (single request or keep-alive probe): " +
@@ -1410,14 +1390,13 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
                       PROXY_T, SLOW_T_MS, SLOW_T_INTERVAL, SLOW_T_INTERVAL),
                   "",
                   "| proxy | version | upstream request | with module | "
-                  "without module | 102s forwarded | proxy cap | what "
-                  "happens |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "without module | 102s forwarded | proxy cap |",
+                  "|---|---|---|---|---|---|---|"]
         for r in proxies:
             on, off = r["timeout_runs"]["on"], r["timeout_runs"]["off"]
             fwd = on["first"]["interim"]
             sent = (on["origin"]["sent"] or 0) if on["origin"] else "?"
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                 r["name"], r["version"].replace("|", "/"),
                 (on["upstream_request"] or "?").split(" ")[-1],
                 ("%s ok" % on["first"]["status"]) if on["first"]["ok"] else
@@ -1427,8 +1406,7 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
                 "%s of %s" % (fwd, sent),
                 cap_str(r.get("cap"), r["maxn"]) +
                 ("" if r.get("cap") is not None else
-                 " (%s)" % short(r.get("cap_note", ""), 60)),
-                describe_proxy(r).replace("|", "/")))
+                 " (%s)" % short(r.get("cap_note", ""), 60))))
         lines.append("")
         lines += ["### What each proxy sends upstream", "",
                   "Headers the origin saw from each proxy (forensic log), to "
@@ -1466,7 +1444,7 @@ def flow_cell(st, off=None):
     if st["ok"] and not bad:
         cell = "ok"
         if st.get("ka_ok") and st.get("fast_same_conn"):
-            cell += ", next on the connection"
+            cell += ", next ok"
     elif st["ok"]:
         cell = "breaks: next request %s" % short(bad[0]["error"], 50)
     else:
@@ -1489,7 +1467,7 @@ def flows_section(clients, client_maxn):
            "with `Expect: 100-continue`; httpd sends `100 Continue` when the "
            "handler reads the body, the module arms at its end, then the "
            "102s and the final 200 with its body; WebDAV tools: 201 and the "
-           "file written). 'next on the connection': the %d GETs that "
+           "file written). 'next ok': the %d GETs that "
            "followed came right on the same connection. 'n/a': the client "
            "cannot make the flow (or refuses it without the module). "
            "**1xx cap** (uploads): where the GET cap is below %d, N = cap-1 "
@@ -1499,8 +1477,8 @@ def flows_section(clients, client_maxn):
                                realclients.KA_FAST, client_maxn, BASIC_N),
            "",
            "| family | client | GET | PUT+Expect | POST+Expect | 1xx cap "
-           "with upload | default (GET/PUT/POST) | upload how |",
-           "|---|---|---|---|---|---|---|---|"]
+           "with upload | default (GET/PUT/POST) |",
+           "|---|---|---|---|---|---|---|"]
     for fname, _, names in known_clients.FAMILIES:
         for n in names:
             r = rows.get(n)
@@ -1532,11 +1510,10 @@ def flows_section(clients, client_maxn):
                                                          ["error"], 30)))
             if not r.get("uploads"):
                 how = "-"
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
+            out.append("| %s | %s | %s | %s | %s | %s | %s |" % tuple(
                 str(x).replace("|", "/") for x in (
                     fname, n, flow_cell(r["all"], r["off"]), cells[0],
-                    cells[1], "; ".join(caps) or "-",
-                    "/".join(dflt), how)))
+                    cells[1], "; ".join(caps) or "-", "/".join(dflt))))
     out.append("")
     return out
 
