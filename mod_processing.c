@@ -72,9 +72,8 @@
 #if APR_HAVE_NETINET_IN_H
 #include <netinet/in.h>
 #endif
-/* The watchdog's duplicate descriptor, its non-blocking send and its
- * signal mask are Unix calls ("System calls" below); without them
- * "Processing On" is refused at startup. */
+/* The Unix calls of the "System calls" part; without them "Processing On"
+ * is refused at configuration time. */
 #if APR_HAVE_SYS_SOCKET_H && APR_HAVE_FCNTL_H && APR_HAVE_UNISTD_H \
     && APR_HAVE_PTHREAD_H && APR_HAS_THREADS
 #include <errno.h>
@@ -99,14 +98,14 @@ module AP_MODULE_DECLARE_DATA processing_module;
 APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
                           (conn_rec *c, SSL *ssl, int is_proxy))
 
-/* conn_rec->outgoing and the child_stopping hook came with httpd 2.4.49. */
+/* conn_rec->outgoing and the child_stopping hook came with httpd 2.4.49,
+ * ap_ssl_conn_is_ssl() with 2.4.47. */
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 116)
 #define PROC_HAS_OUTGOING 1
 #endif
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
 #define PROC_HAS_CHILD_STOPPING 1
 #endif
-/* ap_ssl_conn_is_ssl() came with httpd 2.4.47. */
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 102)
 #include "http_ssl.h"
 #define PROC_HAS_SSL_CONN_IS_SSL 1
@@ -129,22 +128,16 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #define PROC_CLIENTS_PREFER     1   /* asked (Prefer) only */
 #define PROC_CLIENTS_ALL        2   /* every HTTP/1.1 client */
 
-/* Longest interim response the transport writer takes (a 102 is 28). */
-#define PROC_INTERIM_MAX        64
-
-/* Room inside the record for one 102 as sent, in clear or as one TLS
- * record (~100 bytes at most without padding); a larger one goes to a
- * heap buffer, never dropped (DESIGN.md, "Resources"). */
+#define PROC_INTERIM_MAX        64  /* longest interim the writer takes */
+/* Room in the record for one 102 as sent, in clear or as a TLS record; a
+ * larger one goes to a heap buffer, never dropped. */
 #define PROC_PENDING_MAX        256
 #define PROC_LOG_ID_MAX         32
 
-/* The watchdog wakes on a 10 ms grid; a wake-up also sends the repeat
- * 102s due before the end of its slot (never a first one: the delay is a
- * promise), so requests armed at spread-out times share wake-ups. */
+/* The watchdog wakes on a 10 ms grid (DESIGN.md, "Scheduling"). */
 #define PROC_WAKE_GRID          apr_time_from_msec(10)
 
-/* How long a stopping child waits for the lock and for the watchdog
- * (prefork stops in a signal handler: proc_wd_stop). */
+/* How long a stopping child waits for the lock and for the watchdog. */
 #define PROC_EXIT_WAIT          apr_time_from_sec(1)
 #define PROC_EXIT_POLL          apr_time_from_msec(5)
 
@@ -154,17 +147,13 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 /* The watchdog's lifecycle, proc_wd.state: read with apr_atomic_read32,
  * changed with the lock held except where noted. */
 #define PROC_WD_OFF             0   /* not set up: no 102s */
-#define PROC_WD_READY           1   /* set up; no thread before the first
-                                     * arm */
+#define PROC_WD_READY           1   /* set up; no thread before first arm */
 #define PROC_WD_RUNNING         2   /* thread started */
-#define PROC_WD_FAILED          3   /* thread or shadow could not be made */
-#define PROC_WD_CLOSING         4   /* child stopping: no new arm, the
-                                     * thread returns */
-#define PROC_WD_EXITED          5   /* the thread returned (its own cas,
-                                     * after releasing the lock) */
-#define PROC_WD_GONE            6   /* the child pool's cleanup ran (with
-                                     * or without the lock): records are
-                                     * released without it */
+#define PROC_WD_FAILED          3   /* thread or shadow not made: no 102s */
+#define PROC_WD_CLOSING         4   /* child stopping: no arm, thread ends */
+#define PROC_WD_EXITED          5   /* thread returned (its own cas) */
+#define PROC_WD_GONE            6   /* child pool cleanup ran (lock or not):
+                                     * records released without the lock */
 
 /* Per-directory configuration; every field UNSET until configured. */
 typedef struct {
@@ -174,30 +163,23 @@ typedef struct {
     int max_count;                  /* ProcessingMaxCount, 0 = no limit */
     apr_interval_time_t max_time;   /* ProcessingMaxTime, 0 = no limit */
     int clients;                    /* ProcessingClients, PROC_CLIENTS_* */
-    apr_array_header_t *fronts;     /* ProcessingTrustedProxy: of
-                                     * apr_ipsubnet_t *, NULL if unset */
+    apr_array_header_t *fronts;     /* ProcessingTrustedProxy, or NULL */
     int configured;                 /* any of the above set here */
 } proc_dir_cfg;
 
-/* A client family measured to handle 102s (compat/results.md), in the
- * flows its flags name.  Its User-Agent starts with `prefix` and, where
- * set, contains `contains`, or, with `exact`, is just `prefix`.  A browser
- * family also needs Sec-Fetch-Mode, which scripts borrowing a browser's
- * User-Agent rarely copy. */
+/* A client family measured to handle 102s (compat/results.md) in the flows
+ * its flags name: its User-Agent starts with prefix and contains
+ * `contains` (if set), or with `exact` is just prefix. */
 typedef struct {
     const char *name;               /* the processing-client note */
     const char *prefix;
     apr_size_t prefix_len;
     const char *contains;           /* or NULL */
     int exact;                      /* the User-Agent is just prefix */
-    int cap;                        /* most 1xx it takes in all, 0 = no
-                                     * limit */
+    int cap;                        /* most 1xx it takes, 0 = no limit */
     int flags;                      /* PROC_FAMILY_* */
 } proc_known_client;
 
-
-/* Measured with "Expect: 100-continue" uploads (PUT and POST) too: the
- * family takes 102s after a 100 Continue. */
 #define PROC_FAMILY_EXPECT      0x1
 /* A browser: counts only when the request carries Sec-Fetch-Mode. */
 #define PROC_FAMILY_BROWSER     0x2
@@ -242,9 +224,8 @@ static const proc_known_client proc_known_clients[] = {
     {NULL, NULL, 0, NULL, 0, 0, 0}
 };
 
-/* Counters for mod_status, summed over all children in an anonymous shared
- * segment the parent keeps in the process pool (it survives restarts).
- * apr_atomic only; 32-bit (APR 1.6 has no 64-bit atomics). */
+/* Counters for mod_status, summed over all children in a shared segment
+ * the parent keeps (it survives restarts); apr_atomic, 32-bit. */
 typedef struct {
     volatile apr_uint32_t armed_now;    /* requests armed at this moment */
     volatile apr_uint32_t armed_total;  /* requests ever armed */
@@ -264,36 +245,28 @@ typedef struct {
     socklen_t len;
 } proc_addr;
 
-/* Per-connection record, allocated once from c->pool and reused by every
- * request on the connection (HTTP/1.1 runs one at a time).  [lock]: shared
- * with the watchdog, touched only with the lock held.  [worker]: the
- * worker's; the watchdog never reads it.  [arm]: written by the worker
- * before the record is queued (the lock publishes it), then only read. */
+/* Per-connection record, from c->pool, reused by each request on it.
+ * [lock]: shared with the watchdog, touched only under the lock.
+ * [worker]: the worker's alone.  [arm]: written by the worker before the
+ * record is queued (the lock publishes it), then only read. */
 typedef struct proc_conn proc_conn;
 struct proc_conn {
-    APR_RING_ENTRY(proc_conn) link; /* [lock] in proc_wd.conns while fd
-                                     * is open */
-    int armed;                      /* [worker writes, under lock] 102s may
-                                     * be sent; only the worker changes it */
-    int paused;                     /* [lock] subrequests or redirects of
-                                     * the armed TLS request in their
-                                     * phases: out of the heap meanwhile */
+    APR_RING_ENTRY(proc_conn) link; /* [lock] in proc_wd.conns while fd>=0 */
+    int armed;                      /* [worker writes under lock] */
+    int paused;                     /* [lock] out of the heap while TLS
+                                     * subrequests/redirects run phases */
     apr_uint32_t arm_seq;           /* [lock] bumped by every arm */
     apr_size_t heap_idx;            /* [lock] index in the deadline heap */
     apr_time_t due;                 /* [lock] when the next 102 is due */
     int sent;                       /* [lock] complete 102s this request */
     int dead;                       /* [lock] a send failed: stop */
-    int lost;                       /* [lock] a TLS record could not be
-                                     * kept: the connection must close */
-    unsigned char *pending;         /* [lock] unsent 102 bytes: inline_buf,
-                                     * or malloc'd (freed with the
-                                     * connection) */
+    int lost;                       /* [lock] a TLS record was not kept */
+    unsigned char *pending;         /* [lock] unsent bytes: inline_buf or
+                                     * malloc'd (freed with the conn) */
     apr_size_t pending_cap;         /* [lock] size of pending */
     apr_size_t pending_off;         /* [lock] bytes of pending written */
     apr_size_t pending_len;         /* [lock] bytes in pending */
-    apr_os_sock_t fd;               /* [lock] the watchdog's duplicate of
-                                     * the socket, from the first 102 of
-                                     * an arm to its disarm, or -1 */
+    apr_os_sock_t fd;               /* [lock] our duplicate, or -1 */
 
     apr_os_sock_t conn_fd;          /* [arm] the client socket's number */
     proc_addr local;                /* [arm] its addresses, to know it */
@@ -302,24 +275,21 @@ struct proc_conn {
     apr_interval_time_t interval;   /* [arm] effective settings */
     int max_count;                  /* [arm] 0 = no limit */
     apr_time_t stop_at;             /* [arm] no 102 due after this */
-    server_rec *s;                  /* [arm] config memory, for logging */
+    server_rec *s;                  /* [arm] for logging */
     long conn_id;                   /* [arm] c->id, for logging */
     char log_id[PROC_LOG_ID_MAX];   /* [arm] copy of r->log_id */
 
     conn_rec *c;                    /* [worker] */
     request_rec *r;                 /* [worker] request armed or waiting */
-    const char *in_handler;         /* [worker] r->handler while r's
-                                     * handler runs (proc_handler) */
+    const char *in_handler;         /* [worker] r->handler while it runs */
     int gates_added;                /* [worker] gate filters installed */
     int log_debug;                  /* [worker] r logs at debug level */
-    int client_cap;                 /* [worker] most 102s r's client takes,
-                                     * 0: no limit of the client's */
+    int client_cap;                 /* [worker] most 102s r's client takes */
 
     unsigned char inline_buf[PROC_PENDING_MAX]; /* [lock] see pending */
 };
 
-/* Marks a subrequest or internal redirect that paused its connection's
- * record (TLS), in the request's request_config. */
+/* A TLS subrequest or redirect that paused its connection's record. */
 typedef struct {
     proc_conn *pc;
     apr_uint32_t arm_seq;           /* the arm it paused */
@@ -328,19 +298,16 @@ typedef struct {
 /* What the decision to arm found out about a request (proc_refused). */
 typedef struct {
     const proc_known_client *family;    /* its client's family, or NULL */
-    int prefers;                        /* it asked: Prefer: processing */
+    int prefers;                        /* Prefer: processing */
     int expects_continue;               /* Expect: 100-continue */
     int behind_front;                   /* it came through a front */
-    int front_cap;                      /* most 1xx the front takes, 0: no
-                                         * known limit */
-    int cap;                            /* most 102s its client takes, 0:
-                                         * no limit of the client's */
+    int front_cap;                      /* most 1xx the front takes, or 0 */
+    int cap;                            /* most 102s its client takes, or 0 */
 } proc_verdict;
 
-/* A heap entry holds a copy of its record's due time: ordering the heap
- * reads only the array. */
+/* A heap entry copies its record's due time: ordering reads the array. */
 typedef struct {
-    apr_time_t due;                 /* == pc->due while queued */
+    apr_time_t due;
     proc_conn *pc;
 } proc_heap_entry;
 
@@ -355,9 +322,8 @@ typedef struct {
     char log_id[PROC_LOG_ID_MAX];
 } proc_wd_event;
 
-/* The watchdog of this child process.  A binary heap orders the armed
- * records by due time and removes one by index in O(log n) at disarm,
- * which apr_skiplist cannot do without a search. */
+/* The watchdog of this child.  A binary heap orders armed records by due
+ * time and removes one by index at disarm (apr_skiplist would search). */
 typedef struct {
     volatile apr_uint32_t state;    /* PROC_WD_* */
     apr_thread_mutex_t *mutex;      /* guards the records and this struct */
@@ -365,16 +331,13 @@ typedef struct {
     apr_thread_t *thread;           /* [lock] */
     apr_time_t sleep_until;         /* [lock] what the thread waits for */
     apr_time_t horizon;             /* [lock] latest due time ever armed */
-    apr_uint32_t armed_here;        /* [lock] this child's share of the
-                                     * shared armed_now counter */
+    apr_uint32_t armed_here;        /* [lock] our share of armed_now */
     proc_heap_entry *heap;          /* [lock] min-heap on due time */
     apr_size_t heap_len;            /* [lock] */
     apr_size_t heap_cap;            /* [lock] */
-    APR_RING_HEAD(proc_conn_ring, proc_conn) conns; /* [lock] records that
-                                     * hold a duplicate descriptor */
+    APR_RING_HEAD(proc_conn_ring, proc_conn) conns; /* [lock] with an fd */
     server_rec *s;                  /* the main server, for logging */
-
-    /* The thread's own once it runs (made before it starts). */
+    /* The thread's own once it runs (made before it starts): */
     apr_pool_t *pool;               /* on an allocator of its own */
     request_rec *shadow;            /* the request every 102 is sent on */
     apr_pool_t *send_pool;          /* the shadow's pool, cleared per 102 */
@@ -382,15 +345,13 @@ typedef struct {
 } proc_watchdog;
 
 static proc_watchdog proc_wd;
-/* Per-process fallback if the shared segment cannot be made. */
-static proc_stats proc_local_counters;
+static proc_stats proc_local_counters;  /* if no shared segment */
 static proc_stats *proc_counters = &proc_local_counters;
 static ap_filter_rec_t *proc_body_filter_handle;
 static ap_filter_rec_t *proc_gate_out_handle;
 static ap_filter_rec_t *proc_gate_in_handle;
 static ap_filter_rec_t *proc_writer_handle;
-/* Set once this child has said why TLS connections get no 102s. */
-static volatile apr_uint32_t proc_tls_refusal_logged;
+static volatile apr_uint32_t proc_tls_refusal_logged;  /* said once */
 
 /* In the TLS part. */
 static int proc_tls_idle(SSL *ssl);
@@ -398,11 +359,11 @@ static int proc_tls_encode(proc_conn *pc, const char *data, apr_size_t len);
 static int proc_tls_not_ours(request_rec *r);
 
 /* ------------------------------------------------------------------ */
-/* The lock                                                           */
+/* The lock and the deadline heap                                     */
 /*
- * One APR mutex guards the deadline heap, the records' [lock] fields and
- * the descriptor ring; the watchdog sleeps on a condition variable with
- * it (helgrind and drd understand both).  Nothing logs while holding it.
+ * One APR mutex (helgrind and drd understand it) guards the heap, the
+ * records' [lock] fields and the descriptor ring; the watchdog sleeps on a
+ * condition variable with it.  Nothing logs while holding it.
  */
 
 static void proc_lock(void)
@@ -426,15 +387,15 @@ static apr_uint32_t proc_wd_state(void)
     return apr_atomic_read32(&proc_wd.state);
 }
 
-/* Takes the lock while a child stops, giving up after about a second:
- * prefork stops in its SIGTERM handler, on the thread the signal
- * interrupted, which may hold the lock. */
-static int proc_lock_for_exit(void)
+/* While a child stops: whether done() came true within about a second
+ * (prefork stops in its SIGTERM handler, on a thread that may hold the
+ * lock, or may have left the watchdog waiting for it). */
+static int proc_exit_wait(int (*done)(void))
 {
     apr_time_t waited;
 
     for (waited = 0; waited < PROC_EXIT_WAIT; waited += PROC_EXIT_POLL) {
-        if (apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS) {
+        if (done()) {
             return 1;
         }
         apr_sleep(PROC_EXIT_POLL);
@@ -442,17 +403,19 @@ static int proc_lock_for_exit(void)
     return 0;
 }
 
-/* ------------------------------------------------------------------ */
-/* Deadline heap (caller holds the lock)                             */
+static int proc_trylock(void)
+{
+    return apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS;
+}
 
+/* Lock held, as for all the heap functions. */
 static void proc_heap_place(apr_size_t i, proc_heap_entry entry)
 {
     proc_wd.heap[i] = entry;
     entry.pc->heap_idx = i;
 }
 
-/* The sifts move a hole at i, with the entry to place in hand, until the
- * entry fits there. */
+/* The sifts move a hole at i, entry in hand, until the entry fits. */
 static void proc_heap_sift_up(apr_size_t i, proc_heap_entry entry)
 {
     while (i > 0) {
@@ -486,8 +449,7 @@ static void proc_heap_sift_down(apr_size_t i, proc_heap_entry entry)
     proc_heap_place(i, entry);
 }
 
-/* Grows the array with realloc (thread-safe, unlike pools); the heap only
- * grows to the child's peak of concurrently armed requests. */
+/* Grows with realloc (thread-safe, unlike pools) to the child's peak. */
 static int proc_heap_push(proc_conn *pc)
 {
     proc_heap_entry entry;
@@ -530,8 +492,7 @@ static void proc_heap_remove(proc_conn *pc)
     if (last.pc == pc) {
         return;
     }
-    /* The last entry fills the hole at i: up if it is earlier than the
-     * hole's parent, else down. */
+    /* The last entry fills the hole: up if earlier than its parent. */
     if (i > 0 && last.due < proc_wd.heap[(i - 1) / 2].due) {
         proc_heap_sift_up(i, last);
     }
@@ -540,7 +501,6 @@ static void proc_heap_remove(proc_conn *pc)
     }
 }
 
-/* Empties the heap: no record is queued afterwards. */
 static void proc_heap_clear(void)
 {
     apr_size_t i;
@@ -554,16 +514,14 @@ static void proc_heap_clear(void)
 /* ------------------------------------------------------------------ */
 /* System calls (Unix only)                                           */
 /*
- * The watchdog writes to a duplicate of the client socket, never to the
- * worker's descriptor (DESIGN.md, "Its own descriptor").  APR has no
- * per-call non-blocking send, and apr_socket_timeout_set() on the
- * duplicate would change the file status flags it shares with the
- * worker's descriptor: hence send(MSG_DONTWAIT).
+ * The watchdog writes to its own duplicate of the client socket (DESIGN.md,
+ * "Its own descriptor").  APR has no per-call non-blocking send, and
+ * apr_socket_timeout_set() on the duplicate would change the file status
+ * flags it shares with the worker's descriptor: hence send(MSG_DONTWAIT).
  */
 #ifdef PROC_HAS_UNIX_IO
 
-/* Whether ss is the address `want` (family, port and address; other
- * families byte for byte). */
+/* Whether ss is `want`: family, port and address (others byte for byte). */
 static int proc_same_addr(const proc_addr *want,
                           const struct sockaddr_storage *ss, socklen_t len)
 {
@@ -588,9 +546,9 @@ static int proc_same_addr(const proc_addr *want,
     return len == want->len && !memcmp(ss, &want->u, len);
 }
 
-/* Duplicates the socket numbered pc->conn_fd if it still has the
- * addresses copied at arm time: after an ungraceful stop closed it, the
- * number may belong to another socket the child opened. */
+/* Duplicates socket pc->conn_fd if it still has the addresses copied at
+ * arm time: once an ungraceful stop closed it, the number may be another
+ * socket's. */
 static apr_status_t proc_sys_dup(const proc_conn *pc, apr_os_sock_t *out)
 {
     struct sockaddr_storage ss;
@@ -636,14 +594,10 @@ static apr_status_t proc_sys_send(apr_os_sock_t fd, const unsigned char *buf,
     return APR_SUCCESS;
 }
 
-static void proc_sys_close(apr_os_sock_t fd)
-{
-    close(fd);
-}
+#define proc_sys_close(fd)      close(fd)
 
-/* Signals reach a process on any thread that does not block them, and
- * prefork children exit from their SIGTERM handler: the watchdog must
- * never run one.  It inherits the mask it is created with. */
+/* The watchdog blocks every signal (it inherits the mask): prefork
+ * children exit from their SIGTERM handler, which it must never run. */
 static apr_status_t proc_sys_thread_create(apr_thread_t **thread,
                                            apr_threadattr_t *attr,
                                            apr_thread_start_t func,
@@ -660,35 +614,14 @@ static apr_status_t proc_sys_thread_create(apr_thread_t **thread,
 }
 
 #else /* never called: proc_set_enabled refuses "Processing On" */
-
-static apr_status_t proc_sys_dup(const proc_conn *pc, apr_os_sock_t *out)
-{
-    return APR_ENOTIMPL;
-}
-
-static apr_status_t proc_sys_send(apr_os_sock_t fd, const unsigned char *buf,
-                                  apr_size_t len, apr_size_t *sent)
-{
-    *sent = 0;
-    return APR_ENOTIMPL;
-}
-
-static void proc_sys_close(apr_os_sock_t fd)
-{
-}
-
-static apr_status_t proc_sys_thread_create(apr_thread_t **thread,
-                                           apr_threadattr_t *attr,
-                                           apr_thread_start_t func,
-                                           apr_pool_t *p)
-{
-    return APR_ENOTIMPL;
-}
-
+#define proc_sys_dup(pc, out)                   APR_ENOTIMPL
+#define proc_sys_send(fd, buf, len, sent)       (*(sent) = 0, APR_ENOTIMPL)
+#define proc_sys_close(fd)                      ((void)(fd))
+#define proc_sys_thread_create(t, attr, f, p)   APR_ENOTIMPL
 #endif /* PROC_HAS_UNIX_IO */
 
-/* Lock held: closes pc's duplicate descriptor, if any, at its disarm, when
- * it leaves the heap for good, or when the child stops. */
+/* Lock held: closes pc's duplicate, if any: at its disarm, when it leaves
+ * the heap for good, or when the child stops. */
 static void proc_close_fd(proc_conn *pc)
 {
     if (pc->fd >= 0) {
@@ -701,16 +634,14 @@ static void proc_close_fd(proc_conn *pc)
 /* ------------------------------------------------------------------ */
 /* Watchdog thread                                                    */
 /*
- * Runs on the watchdog thread, all of it with the lock held but
- * proc_wd_main's logging.  It touches only proc_wd, the records' [lock]
- * and [arm] fields, its duplicate descriptors, its own pool, bucket
- * allocator and shadow request, and on TLS the connection's SSL (the TLS
- * part).  It logs only with ap_log_error, after releasing the lock.
+ * All of it runs on the watchdog thread with the lock held (but for
+ * proc_wd_main's logging), touching only proc_wd, the records' [lock] and
+ * [arm] fields, its duplicates, its own pool, bucket allocator and shadow
+ * request, and on TLS the connection's SSL (the TLS part).
  */
 
-/* Room for len more bytes in pc->pending: past the inline buffer, a heap
- * buffer (malloc is thread-safe, pools are not), freed with the
- * connection (proc_conn_cleanup). */
+/* Room for len more bytes in pc->pending: past inline_buf, a malloc'd
+ * buffer (pools are not thread-safe), freed by proc_conn_cleanup. */
 static int proc_wd_reserve(proc_conn *pc, apr_size_t len)
 {
     apr_size_t need = pc->pending_len + len;
@@ -735,23 +666,7 @@ static int proc_wd_reserve(proc_conn *pc, apr_size_t len)
     return 1;
 }
 
-/* Appends an interim response to pc->pending, as one TLS record on TLS.
- * Returns 0 if it cannot. */
-static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
-{
-    if (pc->ssl) {
-        return proc_tls_encode(pc, data, len);
-    }
-    if (!proc_wd_reserve(pc, len)) {
-        return 0;
-    }
-    memcpy(pc->pending + pc->pending_len, data, len);
-    pc->pending_len += len;
-    return 1;
-}
-
-/* Writes what it can of pc->pending without blocking.  ev says what
- * happened, for the log. */
+/* Writes what it can of pc->pending without blocking; ev is for the log. */
 static void proc_wd_send_pending(proc_conn *pc, proc_wd_event *ev)
 {
     apr_size_t n;
@@ -765,15 +680,28 @@ static void proc_wd_send_pending(proc_conn *pc, proc_wd_event *ev)
     }
     else if (rv != APR_SUCCESS) {
         pc->dead = 1;
-        /* A client that went away is normal: never an error-level line. */
-        ev->level = APLOG_TRACE1;
+        ev->level = APLOG_TRACE1;   /* a client gone is no error */
         ev->status = rv;
         ev->what = "not sent; no more for this request";
     }
 }
 
+/* Appends an interim response to pc->pending, as one TLS record on TLS. */
+static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
+{
+    if (pc->ssl) {
+        return proc_tls_encode(pc, data, len);
+    }
+    if (!proc_wd_reserve(pc, len)) {
+        return 0;
+    }
+    memcpy(pc->pending + pc->pending_len, data, len);
+    pc->pending_len += len;
+    return 1;
+}
+
 /* The shadow connection's only output filter: what
- * ap_send_interim_response() wrote, encoded for the record in f->ctx. */
+ * ap_send_interim_response() wrote, for the record in f->ctx. */
 static apr_status_t proc_wd_writer(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     proc_conn *pc = f->ctx;
@@ -797,32 +725,16 @@ static apr_status_t proc_wd_writer(ap_filter_t *f, apr_bucket_brigade *bb)
     return rv;
 }
 
-/* One 102 for pc, by httpd's own ap_send_interim_response() on the shadow
- * request, into pc->pending; then sends what it can. */
-static void proc_wd_send_interim(proc_conn *pc, proc_wd_event *ev)
-{
-    proc_wd.shadow->connection->output_filters->ctx = pc;
-    ap_send_interim_response(proc_wd.shadow, 0);
-    apr_pool_clear(proc_wd.send_pool);
-    if (!pc->dead) {
-        proc_wd_send_pending(pc, ev);
-    }
-}
-
-/* The watchdog's duplicate of the client socket, made at the record's
- * first 102 (a request that ends sooner costs no system call) and held
- * until it leaves the heap or is disarmed.  Once made, it keeps the
- * socket's number from being reused. */
+/* The record's duplicate, made at its first 102: a request that ends
+ * sooner costs no system call. */
 static apr_status_t proc_wd_dup_socket(proc_conn *pc)
 {
     apr_status_t rv = proc_sys_dup(pc, &pc->fd);
 
-    if (rv != APR_SUCCESS) {
-        pc->fd = -1;
-        return rv;
+    if (rv == APR_SUCCESS) {
+        APR_RING_INSERT_TAIL(&proc_wd.conns, pc, proc_conn, link);
     }
-    APR_RING_INSERT_TAIL(&proc_wd.conns, pc, proc_conn, link);
-    return APR_SUCCESS;
+    return rv;
 }
 
 /* Whether pc has had all the 102s its limits allow (pending bytes aside). */
@@ -862,7 +774,12 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
         ev->what = "socket closed or not this connection's: no 102";
     }
     else {
-        proc_wd_send_interim(pc, ev);
+        proc_wd.shadow->connection->output_filters->ctx = pc;
+        ap_send_interim_response(proc_wd.shadow, 0);
+        apr_pool_clear(proc_wd.send_pool);
+        if (!pc->dead) {
+            proc_wd_send_pending(pc, ev);
+        }
         /* Clear text not sent at all is skipped this tick; TLS bytes
          * advanced the record sequence and must go out. */
         if (!pc->ssl && pc->pending_off == 0) {
@@ -898,31 +815,26 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
     }
 }
 
-/* t rounded up to the wake-up grid. */
 static apr_time_t proc_wd_wake_slot(apr_time_t t)
 {
     return (t + PROC_WAKE_GRID - 1) / PROC_WAKE_GRID * PROC_WAKE_GRID;
 }
 
-/* The earliest record, if it gets its 102 in this wake-up: when it is
- * due, or when it is a repeat 102 due before the end of this slot. */
+/* The earliest record if it is due, or a repeat 102 due before slot_end. */
 static proc_conn *proc_wd_next_due(apr_time_t now, apr_time_t slot_end)
 {
     const proc_heap_entry *first = proc_wd.heap;
 
-    if (proc_wd.heap_len == 0) {
-        return NULL;
-    }
-    if (first->due <= now || (first->due <= slot_end && first->pc->sent > 0)) {
+    if (proc_wd.heap_len > 0 && (first->due <= now || (first->due <= slot_end
+                                                       && first->pc->sent))) {
         return first->pc;
     }
     return NULL;
 }
 
-/* What to sleep toward: the earliest due time or, with nothing queued,
- * the latest due time ever armed while it is ahead, so that requests
- * ending before their first 102 do not make the next arm signal us.  An
- * idle server passes that horizon once and then never wakes. */
+/* The earliest due time or, with nothing queued, the latest ever armed
+ * while ahead: requests ending before their first 102 then make no arm
+ * signal us, and an idle server passes it once and never wakes. */
 static apr_time_t proc_wd_next_wake(apr_time_t now)
 {
     if (proc_wd.heap_len > 0) {
@@ -932,7 +844,6 @@ static apr_time_t proc_wd_next_wake(apr_time_t now)
                                  : PROC_NEVER;
 }
 
-/* Lock held: sleeps until `until` or a wake-up. */
 static void proc_wd_sleep(apr_time_t until, apr_time_t now)
 {
     proc_wd.sleep_until = until;
@@ -973,30 +884,27 @@ static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
         }
     }
     proc_unlock();
-    /* Lets the stop cleanup join us (and destroy the lock) from here on;
-     * a no-op if it has given up on us already (GONE). */
+    /* From here the stop cleanup may join us; no-op once it gave up. */
     apr_atomic_cas32(&proc_wd.state, PROC_WD_EXITED, PROC_WD_CLOSING);
     return NULL;
 }
 
 /* ------------------------------------------------------------------ */
-/* Watchdog lifecycle (child process)                                 */
+/* Watchdog lifecycle                                                 */
 /*
- * OFF -> READY (child_init) -> RUNNING | FAILED (first arm) -> CLOSING
- * (child_stopping or the stop cleanup) -> EXITED (the thread) -> GONE
- * (the stop cleanup).  The thread starts at the first arm, not in
- * child_init: DESIGN.md, "The watchdog".
+ * OFF -> READY (child_init) -> RUNNING or FAILED (first arm) -> CLOSING
+ * (child_stopping, stop cleanup) -> EXITED (the thread) -> GONE (stop
+ * cleanup).  Why the first arm, not child_init: DESIGN.md, "The watchdog".
  */
 
-/* The watchdog's own pool, on an allocator no other thread uses; it also
- * holds the lock and the condition variable.  Unmanaged, so that nothing
- * destroys it behind our back (proc_wd_stop). */
+/* The watchdog's own pool, on an allocator no other thread uses; it holds
+ * the lock and the condition variable too.  Unmanaged: nothing destroys it
+ * behind our back (proc_wd_stop). */
 static apr_status_t proc_wd_make_pool(void)
 {
     apr_allocator_t *allocator;
-    apr_status_t rv;
+    apr_status_t rv = apr_allocator_create(&allocator);
 
-    rv = apr_allocator_create(&allocator);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -1011,17 +919,13 @@ static apr_status_t proc_wd_make_pool(void)
 }
 
 /* The shadow request every 102 is sent on (DESIGN.md, "The 102"), made
- * before the thread exists: status 102, no main request, empty
- * headers_out, the thread's own pool (cleared after each send), on a
- * conn_rec with the thread's own bucket allocator and the transport
- * writer as its only output filter. */
+ * before the thread exists, all of it on the thread's own memory. */
 static apr_status_t proc_wd_make_shadow(void)
 {
     apr_pool_t *p = proc_wd.pool;
     apr_status_t rv = apr_pool_create(&proc_wd.send_pool, p);
     conn_rec *c;
     request_rec *r;
-    ap_filter_t *writer;
 
     if (rv != APR_SUCCESS) {
         return rv;
@@ -1030,10 +934,9 @@ static apr_status_t proc_wd_make_shadow(void)
     c->pool = p;
     c->base_server = proc_wd.s;
     c->bucket_alloc = apr_bucket_alloc_create(p);
-    writer = apr_pcalloc(p, sizeof(*writer));
-    writer->frec = proc_writer_handle;
-    writer->c = c;
-    c->output_filters = writer;
+    c->output_filters = apr_pcalloc(p, sizeof(*c->output_filters));
+    c->output_filters->frec = proc_writer_handle;
+    c->output_filters->c = c;
 
     r = apr_pcalloc(p, sizeof(*r));
     r->pool = proc_wd.send_pool;
@@ -1072,9 +975,8 @@ static apr_status_t proc_wd_start(void)
     return rv;
 }
 
-/* Lock held: no more 102s from this child, and no new arm.  Every
- * duplicate closes, so each connection closes when httpd closes its
- * socket, as without the module. */
+/* Lock held: no more 102s from this child, no new arm, and every
+ * duplicate closed, so each connection closes when httpd closes it. */
 static void proc_wd_shut(void)
 {
     if (proc_wd_state() < PROC_WD_CLOSING) {
@@ -1090,59 +992,46 @@ static void proc_wd_shut(void)
 }
 
 #ifdef PROC_HAS_CHILD_STOPPING
-/* An ungraceful stop or restart: event and worker close the sockets of
- * connections whose handlers still run, which our duplicates would keep
- * open.  A graceful stop lets the handlers finish, with their 102s. */
+/* An ungraceful stop closes the sockets of connections whose handlers
+ * still run, which our duplicates would keep open.  A graceful stop lets
+ * the handlers finish, with their 102s. */
 static void proc_child_stopping(apr_pool_t *pchild, int graceful)
 {
     apr_uint32_t state = proc_wd_state();
 
-    if (graceful || state == PROC_WD_OFF || state == PROC_WD_GONE) {
-        return;
-    }
-    if (proc_lock_for_exit()) {
+    if (!graceful && state != PROC_WD_OFF && state != PROC_WD_GONE
+        && proc_exit_wait(proc_trylock)) {
         proc_wd_shut();
         proc_unlock();
     }
 }
 #endif
 
-/* Waits (at most PROC_EXIT_WAIT) for the watchdog thread to return. */
-static int proc_wd_wait_exit(void)
+static int proc_wd_exited(void)
 {
-    apr_time_t waited;
-
-    for (waited = 0; waited < PROC_EXIT_WAIT; waited += PROC_EXIT_POLL) {
-        if (proc_wd_state() == PROC_WD_EXITED) {
-            return 1;
-        }
-        apr_sleep(PROC_EXIT_POLL);
-    }
-    return 0;
+    return proc_wd_state() == PROC_WD_EXITED;
 }
 
-/* Pre-cleanup of the child pool: after the MPM's workers have finished
- * (long requests keep their 102s through a graceful stop), before any
- * sub-pool holding records is destroyed.  prefork runs it in its SIGTERM
- * handler, on a thread that may hold the lock or may have been stopped
- * before waking a watchdog that waits for it: so the lock is only tried,
- * and the thread only waited for, about a second each.  A watchdog that
- * does not return is left to the process's exit with all it could touch:
- * its pool, the lock, the condition variable and the heap. */
+/* Pre-cleanup of the child pool: after the MPM's workers finished (so
+ * 102s flow through a graceful stop), before sub-pools with records go.
+ * prefork runs it in its SIGTERM handler, on a thread that may hold the
+ * lock: so the lock is only tried, and the thread only waited for, about
+ * a second each; a thread that does not return is left to the process's
+ * exit with all it could touch (its pool, lock, condvar and the heap). */
 static apr_status_t proc_wd_stop(void *data)
 {
     apr_status_t rv;
-    int locked = proc_lock_for_exit();
+    int locked = proc_exit_wait(proc_trylock);
     int joinable;
 
     if (locked) {
         proc_wd_shut();
         proc_unlock();
     }
-    joinable = locked && (!proc_wd.thread || proc_wd_wait_exit());
+    joinable = locked
+               && (!proc_wd.thread || proc_exit_wait(proc_wd_exited));
     apr_atomic_set32(&proc_wd.state, PROC_WD_GONE);
-    /* Requests still armed leave the shared "armed now" count with the
-     * child; their later disarms no longer count. */
+    /* Requests still armed leave the shared count with the child. */
     apr_atomic_sub32(&proc_counters->armed_now, proc_wd.armed_here);
     proc_wd.armed_here = 0;
     if (!joinable) {
@@ -1150,14 +1039,14 @@ static apr_status_t proc_wd_stop(void *data)
     }
     if (proc_wd.thread) {
         apr_thread_join(&rv, proc_wd.thread);
-        proc_wd.thread = NULL;
     }
     free(proc_wd.heap);
+    BIO_free(proc_wd.tls_out);
+    apr_pool_destroy(proc_wd.pool);
+    proc_wd.thread = NULL;
     proc_wd.heap = NULL;
     proc_wd.heap_cap = 0;
-    BIO_free(proc_wd.tls_out);
     proc_wd.tls_out = NULL;
-    apr_pool_destroy(proc_wd.pool);
     proc_wd.pool = NULL;
     return APR_SUCCESS;
 }
@@ -1220,8 +1109,8 @@ static proc_conn *proc_conn_get(conn_rec *c)
     return pc;
 }
 
-/* Whether r is an internal redirect of the request pc armed or waits
- * for: that record covers this handler too. */
+/* Whether r is an internal redirect of the request pc armed or waits for,
+ * whose record then covers this handler too. */
 static int proc_redirect_of_armed(const request_rec *r, const proc_conn *pc)
 {
     for (r = r->prev; pc && pc->r && r; r = r->prev) {
@@ -1232,8 +1121,8 @@ static int proc_redirect_of_armed(const request_rec *r, const proc_conn *pc)
     return 0;
 }
 
-/* Runs first among handlers and always declines: the handler is about to
- * start, so the request may be armed now or once its body is read. */
+/* First of all handlers, always declining: arms now, or once the body has
+ * been read (proc_body_filter). */
 static int proc_handler(request_rec *r)
 {
     const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
@@ -1256,8 +1145,7 @@ static int proc_handler(request_rec *r)
             return DECLINED;
         }
     }
-    why = proc_refused(r, cfg, &v);
-    if (why) {
+    if ((why = proc_refused(r, cfg, &v)) != NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
         return DECLINED;
     }
@@ -1270,36 +1158,29 @@ static int proc_handler(request_rec *r)
                          "processing");
     }
     pc = proc_conn_get(r->connection);
-    /* The previous request's end crossed the output gate. */
-    AP_DEBUG_ASSERT(!pc->armed);
+    AP_DEBUG_ASSERT(!pc->armed);    /* the last request crossed the gate */
     pc->r = r;
     pc->client_cap = v.cap;
-
-    if (ap_request_has_body(r)) {
-        /* Armed by the body filter, only while r->handler is this copy
-         * (ap_invoke_handler() sets a name before it runs handlers). */
-        r->handler = pc->in_handler = apr_pstrdup(r->pool, r->handler
-                                                           ? r->handler
-                                                           : "");
-        /* Log "0" until it arms. */
-        apr_table_setn(r->notes, "processing-sent", "0");
-        apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
-                                  apr_pool_cleanup_null);
-        ap_add_input_filter_handle(proc_body_filter_handle, pc, r,
-                                   r->connection);
-    }
-    else {
+    if (!ap_request_has_body(r)) {
         /* Complete when its head was read: the clock starts there, as the
          * client's and any proxy's own timer did. */
         proc_arm(r, pc, cfg, r->request_time);
+        return DECLINED;
     }
+    /* ap_invoke_handler() always sets a name before it runs handlers. */
+    r->handler = pc->in_handler = apr_pstrdup(r->pool, r->handler
+                                                       ? r->handler : "");
+    apr_table_setn(r->notes, "processing-sent", "0");   /* until it arms */
+    apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
+                              apr_pool_cleanup_null);
+    ap_add_input_filter_handle(proc_body_filter_handle, pc, r, r->connection);
     return DECLINED;
 }
 
 /* The decision (DESIGN.md, "Who receives the 102"), cheapest test first. */
 
-/* Whether a response was already started for r or any request before it
- * in its redirect chain (an ErrorDocument after partial output). */
+/* Whether a response was started for r or a request before it in its
+ * redirect chain (an ErrorDocument after partial output). */
 static int proc_response_started(const request_rec *r)
 {
     for (; r; r = r->prev) {
@@ -1340,9 +1221,8 @@ static const char *proc_ineligible(request_rec *r)
     return NULL;
 }
 
-/* Whether the Prefer header (RFC 7240; httpd merges repeated headers into
- * one comma-separated list) carries the "processing" preference, with or
- * without a value or parameters, in any letter case. */
+/* Whether Prefer (RFC 7240; httpd joins repeated headers with commas)
+ * carries "processing", with or without value or parameters, any case. */
 static int proc_prefers_processing(request_rec *r)
 {
     const char *v = apr_table_get(r->headers_in, "Prefer");
@@ -1406,8 +1286,7 @@ static const proc_known_client *proc_known_family(request_rec *r)
     return NULL;
 }
 
-/* Whether r waits for a 100 Continue before sending its body: httpd sends
- * one (a 1xx of the stream) when the handler reads the body. */
+/* Whether r waits for a 100 Continue (a 1xx of the stream) before its body. */
 static int proc_expects_continue(request_rec *r)
 {
     const char *expect = apr_table_get(r->headers_in, "Expect");
@@ -1415,8 +1294,7 @@ static int proc_expects_continue(request_rec *r)
     return expect && !ap_cstr_casecmp(expect, "100-continue");
 }
 
-/* Whether mod_proxy handles r: mod_proxy_http forwards the backend's
- * interim responses, so this request's 1xx stream is not ours alone. */
+/* Whether mod_proxy handles r: it forwards the backend's 1xx too. */
 static int proc_proxy_handler(const request_rec *r)
 {
     return r->proxyreq != PROXYREQ_NONE
@@ -1424,8 +1302,7 @@ static int proc_proxy_handler(const request_rec *r)
                               || !strncmp(r->handler, "proxy:", 6)));
 }
 
-/* Request headers that intermediaries add: a request with any of them came
- * through a front, and the 102 goes to that front first. */
+/* Request headers that intermediaries (fronts) add. */
 static const char *const proc_front_headers[] = {
     "Via", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host",
     "X-Forwarded-Proto", "X-Forwarded-Server", "X-Real-IP", "X-Varnish",
@@ -1462,10 +1339,8 @@ static int proc_list_len(const char *v)
 }
 
 /* Whether every front r came through was Apache's mod_proxy_http, which
- * passes interim responses on as they come: each adds an entry to
- * X-Forwarded-For and to X-Forwarded-Server (ProxyAddHeaders, on by
- * default), so the lists are as long as each other, and none adds the
- * headers other fronts do. */
+ * passes 1xx on: each adds an entry to X-Forwarded-For and -Server
+ * (ProxyAddHeaders), and none adds other fronts' headers. */
 static int proc_front_is_mod_proxy(request_rec *r)
 {
     const char *servers = apr_table_get(r->headers_in, "X-Forwarded-Server");
@@ -1481,8 +1356,7 @@ static int proc_front_is_mod_proxy(request_rec *r)
            && !apr_table_get(r->headers_in, "CDN-Loop");
 }
 
-/* Whether the connection's peer is a front the administrator declared with
- * ProcessingTrustedProxy. */
+/* Whether the peer is a front declared with ProcessingTrustedProxy. */
 static int proc_front_declared(request_rec *r, const proc_dir_cfg *cfg)
 {
     apr_ipsubnet_t **fronts;
@@ -1500,9 +1374,9 @@ static int proc_front_declared(request_rec *r, const proc_dir_cfg *cfg)
     return 0;
 }
 
-/* Why the front r came through would not carry 102s to the client, or
- * NULL.  Varnish turns a backend's 1xx into a 503, declared or not;
- * other fronts pass only when declared or recognised. */
+
+/* Why the front r came through would not carry 102s on, or NULL: Varnish
+ * turns a backend's 1xx into a 503; others pass if declared or known. */
 static const char *proc_front_refused(request_rec *r, const proc_dir_cfg *cfg,
                                       const proc_verdict *v)
 {
@@ -1536,9 +1410,9 @@ static const char *proc_client_refused(request_rec *r, int policy,
     return NULL;
 }
 
-/* The 1xx budget: a cap is on every 1xx the client or front sees.  A 100
- * Continue counts; behind a front or under mod_proxy others may add 1xx
- * we cannot count, so then none for a capped client. */
+/* The 1xx budget: a cap is on every 1xx the client or front sees, a 100
+ * Continue too.  Behind a front or under mod_proxy others may add 1xx we
+ * cannot count: then none for a capped client. */
 static const char *proc_budget_refused(request_rec *r, proc_verdict *v)
 {
     int cap = v->family ? v->family->cap : 0;
@@ -1567,14 +1441,13 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
 
     memset(v, 0, sizeof(*v));
     if (why || policy == PROC_CLIENTS_ALL) {
-        /* "all": every eligible request, with no family caps. */
-        return why;
+        return why;     /* "all": no client, front or cap test */
     }
     v->prefers = proc_prefers_processing(r);
     v->family = proc_known_family(r);
     v->expects_continue = proc_expects_continue(r);
-    /* force-processing (known policy) is the administrator's decision:
-     * no client or front test, but the family's 1xx budget holds. */
+    /* force-processing: the administrator's decision, no client or front
+     * test; the family's 1xx budget still holds. */
     forced = policy == PROC_CLIENTS_KNOWN
              && apr_table_get(r->subprocess_env, "force-processing");
     if (!forced && (why = proc_client_refused(r, policy, v))) {
@@ -1590,13 +1463,11 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
     return proc_budget_refused(r, v);
 }
 
-/* Request input filter above HTTP_IN: arms when the body reaches EOS while
- * the handler runs.  httpd also reads the body after the handler returned,
- * to discard what it left unread (and HTTP_IN makes up an EOS for an
- * unanswered 100-continue), possibly with r->status 200: that read must
- * not arm.  r->handler tells: proc_handler put its own copy there, and
- * ap_invoke_handler() puts the old pointer back when the handlers return.
- * (After an internal redirect f->r is the new request, not pc->r.) */
+/* Input filter above HTTP_IN: arms at the body's EOS, but only while r's
+ * handler runs.  httpd also reads after the handler returned, to discard
+ * an unread body (HTTP_IN makes up an EOS for an unanswered 100-continue),
+ * even with r->status 200: r->handler tells, since ap_invoke_handler()
+ * puts back the pointer proc_handler replaced with its copy. */
 static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
                                      ap_input_mode_t mode,
                                      apr_read_type_e block,
@@ -1612,26 +1483,26 @@ static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
     }
     for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
          e = APR_BUCKET_NEXT(e)) {
-        if (APR_BUCKET_IS_EOS(e)) {
-            ap_remove_input_filter(f);
-            if (pc->r == r && r->handler == pc->in_handler
-                && ap_is_HTTP_SUCCESS(r->status)
-                && !proc_response_started(r)) {
-                AP_DEBUG_ASSERT(!pc->armed);
-                proc_arm(r, pc, ap_get_module_config(r->per_dir_config,
-                                                     &processing_module),
-                         apr_time_now());
-            }
-            break;
+        if (!APR_BUCKET_IS_EOS(e)) {
+            continue;
         }
+        ap_remove_input_filter(f);
+        /* After an internal redirect f->r is the new request: no arm. */
+        if (pc->r == r && r->handler == pc->in_handler
+            && ap_is_HTTP_SUCCESS(r->status) && !proc_response_started(r)) {
+            AP_DEBUG_ASSERT(!pc->armed);
+            proc_arm(r, pc, ap_get_module_config(r->per_dir_config,
+                                                 &processing_module),
+                     apr_time_now());
+        }
+        break;
     }
     return rv;
 }
 
-/* What the watchdog needs to duplicate the client socket at the first
- * 102: its number and both addresses, which the socket holds already (no
- * system call).  The socket's own peer, not c->client_addr, which
- * mod_remoteip's PROXY protocol support replaces. */
+/* What the watchdog needs to duplicate the socket at the first 102: its
+ * number and addresses, which the socket holds already.  Its own peer, not
+ * c->client_addr, which mod_remoteip's PROXY protocol support replaces. */
 static void proc_copy_addr(proc_addr *to, apr_socket_t *sock,
                            apr_interface_e which)
 {
@@ -1659,9 +1530,8 @@ static void proc_copy_socket(proc_conn *pc)
     proc_copy_addr(&pc->peer, sock, APR_REMOTE);
 }
 
-/* Bytes of an earlier response may still sit in the core output filter
- * (pipelining) or in mod_ssl's buffers: push them out now, in the worker,
- * so that a 102 can never overtake them. */
+/* An earlier response may still sit in the core output filter (pipelining)
+ * or in mod_ssl's buffers: flush it in the worker, before any 102. */
 static void proc_flush_connection(request_rec *r, proc_conn *pc)
 {
     conn_rec *c = r->connection;
@@ -1676,9 +1546,8 @@ static void proc_flush_connection(request_rec *r, proc_conn *pc)
     apr_brigade_destroy(bb);
 }
 
-/* The gates go in on the connection's first arm and stay for its life: a
- * connection that never arms carries no filter of ours.  Passing r lets
- * httpd relink the request's filter chain to the new head. */
+/* The gates go in at the connection's first arm and stay: a connection
+ * that never arms has no filter of ours.  Passing r relinks its chain. */
 static void proc_add_gates(request_rec *r, proc_conn *pc)
 {
     if (pc->gates_added) {
@@ -1692,8 +1561,8 @@ static void proc_add_gates(request_rec *r, proc_conn *pc)
     pc->gates_added = 1;
 }
 
-/* The watchdog names the request by a copy of its log id, made only when
- * the request logs this module at debug level. */
+/* The watchdog names the request by a copy of its log id, made only if r
+ * logs this module at debug level. */
 static void proc_copy_log_id(request_rec *r, proc_conn *pc)
 {
     pc->log_debug = APLOG_R_IS_LEVEL(r, APLOG_DEBUG);
@@ -1737,8 +1606,7 @@ static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg,
 }
 
 /* The request is fully received and its handler runs: start the clock
- * from `start`.  The watchdog's state can still refuse: a child stopping,
- * no thread, or no memory for the heap. */
+ * from `start`.  Only the watchdog's state can still refuse. */
 static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
                      apr_time_t start)
 {
@@ -1772,14 +1640,12 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
     pc->pending_len = pc->pending_off = 0;
     pc->due = due;
     pc->stop_at = max_time ? start + max_time : PROC_NEVER;
-    state = proc_wd_state();
-    if (state == PROC_WD_READY) {
+    if ((state = proc_wd_state()) == PROC_WD_READY) {
         rv = proc_wd_start();
         state = proc_wd_state();
     }
     if (rv != APR_SUCCESS) {
-        /* Logged at ERR once: the start is tried only in state READY. */
-        failed = "cannot start the watchdog thread";
+        failed = "cannot start the watchdog thread";    /* once: FAILED */
     }
     else if (state != PROC_WD_RUNNING) {
         failed = state == PROC_WD_FAILED ? "no watchdog thread in this child"
@@ -1795,9 +1661,9 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
         if (due > proc_wd.horizon) {
             proc_wd.horizon = due;
         }
-        /* Wake the watchdog only if it sleeps toward a later time
-         * (sleep_until is on the grid, 0 while it is awake, or
-         * PROC_NEVER): a fast request costs no context switch. */
+        /* Wake the watchdog only if it sleeps toward a later time (on the
+         * grid, 0 while awake, or PROC_NEVER): a fast request costs no
+         * context switch. */
         if (due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
             proc_wd_wake();
             woke = 1;
@@ -1843,9 +1709,9 @@ static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
     apr_atomic_inc32(&proc_counters->sent_total);
 }
 
-/* Lock held, pc out of the heap: hands the unsent part of a 102 to the
- * caller, who writes it once the lock is released (the watchdog does not
- * look at pc->pending before pc is queued again). */
+/* Lock held, pc out of the heap: the unsent part of a 102, for the caller
+ * to write once the lock is released (the watchdog looks at it again only
+ * after the next arm). */
 static apr_size_t proc_take_remainder(proc_conn *pc,
                                       const unsigned char **rest)
 {
@@ -1856,8 +1722,7 @@ static apr_size_t proc_take_remainder(proc_conn *pc,
     return len;
 }
 
-/* The watchdog produced a TLS record it could not keep: the TLS stream is
- * out of step, so the connection ends here. */
+/* A TLS record the watchdog could not keep: the stream is out of step. */
 static apr_status_t proc_abort_connection(proc_conn *pc)
 {
     ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, pc->c, "a 102 Processing TLS "
@@ -1865,17 +1730,6 @@ static apr_status_t proc_abort_connection(proc_conn *pc)
     pc->c->aborted = 1;
     pc->c->keepalive = AP_CONN_CLOSE;
     return APR_ECONNABORTED;
-}
-
-/* processing-sent for %{processing-sent}n, on every request of the
- * redirect chain (mod_log_config may log the last one). */
-static void proc_set_sent_note(request_rec *r, int sent)
-{
-    const char *val = sent ? apr_itoa(r->pool, sent) : "0";
-
-    for (; r; r = r->next) {
-        apr_table_setn(r->notes, "processing-sent", val);
-    }
 }
 
 /* Stops 102s for the current request: from the gates, and as safety nets
@@ -1887,10 +1741,10 @@ static int proc_disarm(proc_conn *pc, const char *why)
     const unsigned char *rest;
     apr_size_t rest_len;
     int sent, lost;
+    request_rec *r;
 
     if (proc_wd_state() == PROC_WD_GONE) {
-        /* The child is exiting; the watchdog is gone or never runs again. */
-        pc->armed = 0;
+        pc->armed = 0;      /* the watchdog is gone or never runs again */
         return 0;
     }
     proc_lock();
@@ -1906,19 +1760,21 @@ static int proc_disarm(proc_conn *pc, const char *why)
 
     apr_atomic_dec32(&proc_counters->armed_now);
     if (rest_len > 0) {
-        /* The buffer is used again only by this connection's next arm. */
         proc_write_remainder(pc, rest, rest_len);
         sent++;
     }
     if (pc->r) {
-        proc_set_sent_note(pc->r, sent);
+        /* %{processing-sent}n, on every request of the redirect chain. */
+        const char *val = sent ? apr_itoa(pc->r->pool, sent) : "0";
+        for (r = pc->r; r; r = r->next) {
+            apr_table_setn(r->notes, "processing-sent", val);
+        }
         if (pc->log_debug) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, pc->r,
                           "disarmed (%s) after %d 102 Processing, "
                           "request %s", why, sent, pc->log_id);
         }
-        /* Its response has started: no pointer into its pool is kept. */
-        pc->r = NULL;
+        pc->r = NULL;       /* its response has started */
     }
     return lost;
 }
@@ -1935,29 +1791,26 @@ static apr_status_t proc_gate_out(ap_filter_t *f, apr_bucket_brigade *bb)
     return ap_pass_brigade(f->next, bb);
 }
 
-/* For a request that waits for its body (it may end without arming).  A
- * request's pool can outlive the start of the next request (pipelined
- * responses are written later): only the request pc holds lets go. */
+/* For a request waiting for its body (it may end unarmed).  Its pool can
+ * outlive the next request's start (pipelining): only pc->r lets go. */
 static apr_status_t proc_request_cleanup(void *data)
 {
     request_rec *r = data;
     proc_conn *pc = ap_get_module_config(r->connection->conn_config,
                                          &processing_module);
 
-    if (pc->r != r) {
-        return APR_SUCCESS;
-    }
-    pc->r = NULL;           /* the request is going away: no note, no log */
-    if (pc->armed) {
-        proc_disarm(pc, "request ended");
+    if (pc->r == r) {
+        pc->r = NULL;       /* going away: no note, no log */
+        if (pc->armed) {
+            proc_disarm(pc, "request ended");
+        }
     }
     return APR_SUCCESS;
 }
 
 /* The record leaves the heap before its memory goes, with its descriptor
- * and heap buffer.  An armed request always ends through the output gate
- * (the EOR bucket); this is the net under it, e.g. a child exiting in the
- * middle of a handler. */
+ * and heap buffer: the net under the gate (e.g. a child exiting in the
+ * middle of a handler). */
 static apr_status_t proc_conn_cleanup(void *data)
 {
     proc_conn *pc = data;
@@ -1966,8 +1819,7 @@ static apr_status_t proc_conn_cleanup(void *data)
     if (pc->armed) {
         proc_disarm(pc, "connection closed");
     }
-    /* Once the child stops, proc_wd_shut closed the duplicates unless it
-     * could not take the lock. */
+    /* proc_wd_shut closed the duplicates, unless it had no lock. */
     if (proc_wd_state() == PROC_WD_GONE && pc->fd >= 0) {
         proc_sys_close(pc->fd);
         pc->fd = -1;
@@ -1982,12 +1834,11 @@ static apr_status_t proc_conn_cleanup(void *data)
 /* ------------------------------------------------------------------ */
 /* TLS (mod_ssl)                                                      */
 /*
- * The watchdog encrypts each 102 with the connection's own SSL and a
- * private memory BIO, only while the worker runs no OpenSSL code on the
- * connection (the file's header comment says what that covers; DESIGN.md,
- * "The lock and TLS rules", why).  proc_tls_idle, proc_tls_encode and
- * proc_tls_keep_record run on the watchdog thread with the lock held;
- * the rest runs on the worker.
+ * The watchdog encrypts each 102 with the connection's SSL and a private
+ * memory BIO while the worker runs no OpenSSL code on the connection (see
+ * the header comment; DESIGN.md, "The lock and TLS rules").  The functions
+ * marked "Watchdog" run on its thread with the lock held; the rest on the
+ * worker.
  */
 
 /* mod_ssl tells us each TLS connection's SSL (never for proxy backends). */
@@ -2004,9 +1855,8 @@ static int proc_ssl_pre_handshake(conn_rec *c, SSL *ssl, int is_proxy)
     return DECLINED;
 }
 
-/* Whether r's connection is TLS by something else than mod_ssl (mod_tls,
- * mod_gnutls): clear bytes would break the stream.  Said at INFO once per
- * child. */
+/* Whether r's connection is TLS but not mod_ssl's (mod_tls, mod_gnutls):
+ * clear bytes would break it.  Said at INFO once per child. */
 static int proc_tls_not_ours(request_rec *r)
 {
 #ifdef PROC_HAS_SSL_CONN_IS_SSL
@@ -2027,10 +1877,9 @@ static int proc_tls_not_ours(request_rec *r)
 #endif
 }
 
-/* Watchdog: whether the next SSL_write would send only application data,
- * not handshake messages OpenSSL owes the peer (renegotiation,
- * post-handshake authentication, a KeyUpdate the client requested), which
- * would run mod_ssl's callbacks here. */
+/* Watchdog: whether SSL_write would send only application data, not
+ * handshake messages OpenSSL owes the peer (renegotiation, post-handshake
+ * authentication, a KeyUpdate), which would run mod_ssl's callbacks. */
 static int proc_tls_idle(SSL *ssl)
 {
     return SSL_get_shutdown(ssl) == 0 && !SSL_in_init(ssl)
@@ -2040,9 +1889,8 @@ static int proc_tls_idle(SSL *ssl)
            ;
 }
 
-/* Watchdog: moves every byte SSL_write produced into pc->pending.  OpenSSL
- * has counted the record: dropping a byte would put the stream out of
- * step. */
+/* Watchdog: moves every byte SSL_write produced into pc->pending; OpenSSL
+ * has counted the record, so none may be dropped. */
 static int proc_tls_keep_record(proc_conn *pc)
 {
     apr_size_t len = (apr_size_t)BIO_ctrl_pending(proc_wd.tls_out);
@@ -2063,15 +1911,14 @@ static int proc_tls_keep_record(proc_conn *pc)
     return 1;
 }
 
-/* Watchdog: appends data to pc->pending as one TLS record.  On failure
- * the record is lost: the worker closes the connection (the gates). */
+/* Watchdog: appends data to pc->pending as one TLS record.  On failure it
+ * is lost: the worker closes the connection (the gates, the pause). */
 static int proc_tls_encode(proc_conn *pc, const char *data, apr_size_t len)
 {
     BIO *saved = SSL_get_wbio(pc->ssl);
     int n;
 
-    /* One extra reference on each BIO keeps both alive across the two
-     * SSL_set0_wbio() calls, each of which drops one. */
+    /* Each SSL_set0_wbio() drops a reference: one more on each BIO. */
     BIO_up_ref(saved);
     BIO_up_ref(proc_wd.tls_out);
     SSL_set0_wbio(pc->ssl, proc_wd.tls_out);
@@ -2088,10 +1935,9 @@ static int proc_tls_encode(proc_conn *pc, const char *data, apr_size_t len)
     return 1;
 }
 
-/* The input gate: mod_ssl's SSL_read may not run while the watchdog could
- * be in SSL_write.  A paused record is out of the watchdog's reach:
- * mod_ssl may read (a renegotiation in a subrequest) and the request keeps
- * its 102s. */
+/* The input gate: no SSL_read beside the watchdog's SSL_write.  A paused
+ * record is out of its reach: mod_ssl may read (a renegotiation in a
+ * subrequest) and the request keeps its 102s. */
 static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
                                  ap_input_mode_t mode,
                                  apr_read_type_e block, apr_off_t readbytes)
@@ -2104,10 +1950,9 @@ static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
     return ap_get_brigade(f->next, bb, mode, block, readbytes);
 }
 
-/* Takes an armed TLS record out of the watchdog's reach while a
- * subrequest or internal redirect runs its request phases, where mod_ssl's
- * hooks may use the SSL below the gates.  Any unsent part of a 102 goes
- * out first, as the gate would write it. */
+/* Takes an armed record out of the watchdog's reach while a subrequest or
+ * redirect runs its phases, where mod_ssl's hooks may use the SSL below
+ * the gates; an unsent part of a 102 goes out first, as at the gate. */
 static void proc_pause(proc_conn *pc)
 {
     const unsigned char *rest = NULL;
@@ -2133,9 +1978,8 @@ static void proc_pause(proc_conn *pc)
     }
 }
 
-/* The request that paused pc is past its phases (or gone): the record goes
- * back to the watchdog when no other pause holds it, its schedule
- * unchanged (a 102 due meanwhile goes out at once). */
+/* The pausing request is past its phases (or gone): back to the watchdog
+ * when no other pause holds it, schedule unchanged. */
 static void proc_resume(proc_pause_mark *mark)
 {
     proc_conn *pc = mark->pc;
@@ -2163,10 +2007,9 @@ static apr_status_t proc_pause_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-/* A subrequest or internal redirect is being made, before any of its
- * phases.  Lookup subrequests may never run a handler or be destroyed
- * before the main request ends, so the pause ends with the last phase
- * (proc_fixups) or the request's pool. */
+/* A subrequest or redirect is made, before any of its phases.  Lookups may
+ * never run a handler, so the pause ends with the last phase (fixups) or
+ * the request's pool. */
 static int proc_create_request(request_rec *r)
 {
     proc_conn *pc;
@@ -2189,8 +2032,7 @@ static int proc_create_request(request_rec *r)
     return OK;
 }
 
-/* Last of the fixups, the last request phase: a subrequest or redirect
- * that paused its connection's record is done with mod_ssl's hooks. */
+/* Last of the fixups, the last phase: done with mod_ssl's hooks. */
 static int proc_fixups(request_rec *r)
 {
     proc_pause_mark *mark = ap_get_module_config(r->request_config,
@@ -2234,17 +2076,18 @@ static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
     if (!base->configured) {
         return addv;
     }
+#define PROC_MERGE(f) cfg->f = add->f != UNSET ? add->f : base->f
     cfg = apr_palloc(p, sizeof(*cfg));
     cfg->configured = 1;
-    cfg->enabled = add->enabled != UNSET ? add->enabled : base->enabled;
-    cfg->interval = add->interval != UNSET ? add->interval : base->interval;
-    cfg->delay = add->delay != UNSET ? add->delay : base->delay;
-    cfg->max_count = add->max_count != UNSET ? add->max_count
-                                             : base->max_count;
-    cfg->max_time = add->max_time != UNSET ? add->max_time : base->max_time;
-    cfg->clients = add->clients != UNSET ? add->clients : base->clients;
+    PROC_MERGE(enabled);
+    PROC_MERGE(interval);
+    PROC_MERGE(delay);
+    PROC_MERGE(max_count);
+    PROC_MERGE(max_time);
+    PROC_MERGE(clients);
     cfg->fronts = add->fronts ? add->fronts : base->fronts;
     return cfg;
+#undef PROC_MERGE
 }
 
 /* Parses a duration the way httpd does (ap_timeout_parameter_parse: plain
@@ -2291,7 +2134,7 @@ static const char *proc_set_enabled(cmd_parms *cmd, void *dcfg, int flag)
 #ifndef PROC_HAS_UNIX_IO
     if (flag) {
         return apr_psprintf(cmd->pool, "%s On: not available on this "
-                            "platform (needs fcntl(F_DUPFD_CLOEXEC), "
+                            "platform (it needs fcntl(F_DUPFD_CLOEXEC), "
                             "send(MSG_DONTWAIT|MSG_NOSIGNAL) and POSIX "
                             "threads)", cmd->cmd->name);
     }
