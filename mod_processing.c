@@ -13,31 +13,36 @@
  * limitations under the License.
  */
 
+
 /*
  * mod_processing: send "HTTP/1.1 102 Processing" interim responses while a
  * handler runs for a long time, so that proxies, CDNs and clients do not
- * give up on a silent connection.
+ * give up on a silent connection.  How it works, and why: DESIGN.md.
  *
- * Threads.  A worker thread runs the handler; one watchdog thread per child
- * sends the 102s, each with ap_send_interim_response() on a shadow request
- * of its own whose only output filter is the transport writer.  The
- * watchdog never touches memory the worker uses: it works on the module's
- * own per-connection record (under the lock), on its own duplicate of the
- * socket's descriptor with a non-blocking send(), and, for TLS, on the
- * connection's SSL object with a private memory BIO while the worker
- * provably runs no OpenSSL code on it.  Everything that runs on the
- * watchdog thread is in the part marked "Watchdog thread" below.
+ * A worker thread runs the handler; one watchdog thread per child sends the
+ * 102s with ap_send_interim_response() on a shadow request of its own.  The
+ * watchdog never touches memory the worker uses: only the module's records
+ * (under the lock), its own duplicate of the socket's descriptor, and, on
+ * TLS, the connection's SSL with a private write BIO while the worker runs
+ * no OpenSSL code on the connection.  That promise covers:
+ *  - mod_ssl's filters: an output gate (and on TLS an input gate) above
+ *    them disarms the record before any byte reaches them;
+ *  - mod_ssl's request hooks, which subrequests and internal redirects run
+ *    (renegotiation, post-handshake authentication): the record is paused
+ *    from their create_request to the end of their fixups;
+ *  - handshake messages OpenSSL owes the peer (a KeyUpdate): the watchdog
+ *    skips the tick while any is pending.
+ * It does not cover read-only getters that handlers call while armed
+ * (SSL_get_* and ssl_var_lookup from mod_lua, mod_proxy_ajp, the CGI
+ * environment).  They are safe: they read session, certificate and cipher
+ * fields that SSL_write on an established, idle connection never writes,
+ * and no handshake runs beside them, since the tick is skipped whenever
+ * one is pending.
  *
- * The gate.  Every byte the worker writes (and, for TLS, every read)
- * passes a connection filter that, when the record is armed, disarms it
- * under the lock and first writes any unsent remainder of a 102.  So no
- * 102 can follow or interleave with the final response.
- *
- * Clients.  Many HTTP clients take a 102 for the final response.  By
- * default a request gets 102s only when its client is known to handle them
- * (ProcessingClients).
- *
- * See README.md ("How it works") for the full story.
+ * Parts, in order: the lock and the deadline heap; system calls (Unix
+ * only); the watchdog thread; its lifecycle; the worker side in call order
+ * (handler, decision, body filter, arm, gates and disarm); TLS (mod_ssl);
+ * configuration, counters and registration.
  */
 
 #include "httpd.h"
@@ -64,13 +69,23 @@
 #include "apr_thread_mutex.h"
 #include "apr_thread_proc.h"
 
+#if APR_HAVE_NETINET_IN_H
+#include <netinet/in.h>
+#endif
+/* The Unix calls of the "System calls" part; without them "Processing On"
+ * is refused at configuration time. */
+#if APR_HAVE_SYS_SOCKET_H && APR_HAVE_FCNTL_H && APR_HAVE_UNISTD_H \
+    && APR_HAVE_PTHREAD_H && APR_HAS_THREADS
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <pthread.h>
-#include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#if defined(F_DUPFD_CLOEXEC) && defined(MSG_DONTWAIT) && defined(MSG_NOSIGNAL)
+#define PROC_HAS_UNIX_IO 1
+#endif
+#endif
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -78,20 +93,19 @@
 
 module AP_MODULE_DECLARE_DATA processing_module;
 
-/* mod_ssl's optional hook, declared here as in mod_ssl_openssl.h, which is
- * not installed by every distribution.  mod_ssl runs it for each new TLS
- * connection; without mod_ssl it is simply never called. */
+/* mod_ssl's optional hook, declared as in mod_ssl_openssl.h, which not
+ * every distribution installs. */
 APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
                           (conn_rec *c, SSL *ssl, int is_proxy))
 
-/* conn_rec->outgoing and the child_stopping hook came with httpd 2.4.49. */
+/* conn_rec->outgoing and the child_stopping hook came with httpd 2.4.49,
+ * ap_ssl_conn_is_ssl() with 2.4.47. */
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 116)
 #define PROC_HAS_OUTGOING 1
 #endif
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
 #define PROC_HAS_CHILD_STOPPING 1
 #endif
-/* ap_ssl_conn_is_ssl() came with httpd 2.4.47. */
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 102)
 #include "http_ssl.h"
 #define PROC_HAS_SSL_CONN_IS_SSL 1
@@ -114,31 +128,32 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #define PROC_CLIENTS_PREFER     1   /* asked (Prefer) only */
 #define PROC_CLIENTS_ALL        2   /* every HTTP/1.1 client */
 
-/* The 102 as httpd formats it: what the watchdog writes itself only if its
- * shadow request could not be made (proc_wd_send_interim). */
-#define PROC_INTERIM_BYTES      "HTTP/1.1 102 Processing\r\n\r\n"
-#define PROC_INTERIM_MAX        64
-
-/* Room inside the record for one 102 as sent: 28 bytes in clear, or one
- * TLS record around them (~100 bytes for TLS 1.2 CBC with SHA-384, ~50
- * for GCM and TLS 1.3).  A larger record (TLS 1.3 record padding) goes to
- * a heap buffer: OpenSSL has counted it, so it must never be dropped. */
+#define PROC_INTERIM_MAX        64  /* longest interim the writer takes */
+/* Room in the record for one 102 as sent, in clear or as a TLS record; a
+ * larger one goes to a heap buffer, never dropped. */
 #define PROC_PENDING_MAX        256
 #define PROC_LOG_ID_MAX         32
 
-/* The watchdog wakes on a 10 ms grid: a 102 goes out at most one slot
- * late.  A wake-up also sends the repeat 102s (never a first one: the
- * delay is a promise) due before the end of its slot, so that requests
- * armed at spread-out times share wake-ups. */
+/* The watchdog wakes on a 10 ms grid (DESIGN.md, "Scheduling"). */
 #define PROC_WAKE_GRID          apr_time_from_msec(10)
 
-/* How long a stopping child waits for the lock and for the watchdog to
- * finish (prefork stops in a signal handler; see proc_wd_stop). */
+/* How long a stopping child waits for the lock and for the watchdog. */
 #define PROC_EXIT_WAIT          apr_time_from_sec(1)
 #define PROC_EXIT_POLL          apr_time_from_msec(5)
 
 #define PROC_NOT_QUEUED         ((apr_size_t)-1)
 #define PROC_NEVER              APR_INT64_MAX
+
+/* The watchdog's lifecycle, proc_wd.state: read with apr_atomic_read32,
+ * changed with the lock held except where noted. */
+#define PROC_WD_OFF             0   /* not set up: no 102s */
+#define PROC_WD_READY           1   /* set up; no thread before first arm */
+#define PROC_WD_RUNNING         2   /* thread started */
+#define PROC_WD_FAILED          3   /* thread or shadow not made: no 102s */
+#define PROC_WD_CLOSING         4   /* child stopping: no arm, thread ends */
+#define PROC_WD_EXITED          5   /* thread returned (its own cas) */
+#define PROC_WD_GONE            6   /* child pool cleanup ran (lock or not):
+                                     * records released without the lock */
 
 /* Per-directory configuration; every field UNSET until configured. */
 typedef struct {
@@ -148,32 +163,23 @@ typedef struct {
     int max_count;                  /* ProcessingMaxCount, 0 = no limit */
     apr_interval_time_t max_time;   /* ProcessingMaxTime, 0 = no limit */
     int clients;                    /* ProcessingClients, PROC_CLIENTS_* */
-    apr_array_header_t *fronts;     /* ProcessingTrustedProxy: of
-                                     * apr_ipsubnet_t *, NULL if unset */
+    apr_array_header_t *fronts;     /* ProcessingTrustedProxy, or NULL */
     int configured;                 /* any of the above set here */
 } proc_dir_cfg;
 
-/* A client family measured to handle 102s (compat/results.md), in the
- * request flows named by its flags.  A User-Agent belongs to it when it
- * starts with `prefix` and, where set, also contains `contains`, or, with
- * `exact`, is just `prefix`: plain string tests, cheap enough for every
- * request.  Browsers are told from programs that imitate them (Qt5 sends
- * exactly "Mozilla/5.0", Tcl "Mozilla/5.0 (Unix; ...) http/2.9.8") by their
- * engine's token, and from scripts that borrow their User-Agent by the
- * Sec-Fetch-Mode header, which browsers send and scripts rarely copy. */
+/* A client family measured to handle 102s (compat/results.md) in the flows
+ * its flags name: its User-Agent starts with prefix and contains
+ * `contains` (if set), or with `exact` is just prefix. */
 typedef struct {
     const char *name;               /* the processing-client note */
     const char *prefix;
     apr_size_t prefix_len;
     const char *contains;           /* or NULL */
     int exact;                      /* the User-Agent is just prefix */
-    int cap;                        /* most 1xx it takes in all, 0 = no
-                                     * limit */
+    int cap;                        /* most 1xx it takes, 0 = no limit */
     int flags;                      /* PROC_FAMILY_* */
 } proc_known_client;
 
-/* Measured with "Expect: 100-continue" uploads (PUT and POST) too: the
- * family takes 102s after a 100 Continue. */
 #define PROC_FAMILY_EXPECT      0x1
 /* A browser: counts only when the request carries Sec-Fetch-Mode. */
 #define PROC_FAMILY_BROWSER     0x2
@@ -220,11 +226,8 @@ static const proc_known_client proc_known_clients[] = {
     {NULL, NULL, 0, NULL, 0, 0, 0}
 };
 
-/* Counters for mod_status, summed over all children: one anonymous shared
- * memory segment made by the parent and kept in the process pool, so that
- * it survives restarts and old and new generations add to the same
- * figures.  Updated with apr_atomic only; 32-bit (APR 1.6 has no 64-bit
- * atomics), so the totals wrap at 2^32. */
+/* Counters for mod_status, summed over all children in a shared segment
+ * the parent keeps (it survives restarts); apr_atomic, 32-bit. */
 typedef struct {
     volatile apr_uint32_t armed_now;    /* requests armed at this moment */
     volatile apr_uint32_t armed_total;  /* requests ever armed */
@@ -244,39 +247,28 @@ typedef struct {
     socklen_t len;
 } proc_addr;
 
-/* Per-connection record, allocated once from c->pool on first need and
- * reused by every request on the connection (HTTP/1.1 runs one at a time).
- *
- * Ownership: fields marked [lock] are shared with the watchdog and only
- * touched with the lock held.  Fields marked [worker] belong to the worker
- * thread; the watchdog never reads them.  [arm] fields are written by the
- * worker before the record is queued (under the lock, which publishes them)
- * and only read by the watchdog afterwards. */
+/* Per-connection record, from c->pool, reused by each request on it.
+ * [lock]: shared with the watchdog, touched only under the lock.
+ * [worker]: the worker's alone.  [arm]: written by the worker before the
+ * record is queued (the lock publishes it), then only read. */
 typedef struct proc_conn proc_conn;
 struct proc_conn {
-    APR_RING_ENTRY(proc_conn) link; /* [lock] in proc_wd.conns while fd
-                                     * is open */
-    int armed;                      /* [worker writes, under lock] 102s may
-                                     * be sent; only the worker changes it */
-    int paused;                     /* [lock] subrequests or redirects of
-                                     * the armed TLS request in their
-                                     * phases: out of the heap meanwhile */
+    APR_RING_ENTRY(proc_conn) link; /* [lock] in proc_wd.conns while fd>=0 */
+    int armed;                      /* [worker writes under lock] */
+    int paused;                     /* [lock] out of the heap while TLS
+                                     * subrequests/redirects run phases */
     apr_uint32_t arm_seq;           /* [lock] bumped by every arm */
     apr_size_t heap_idx;            /* [lock] index in the deadline heap */
     apr_time_t due;                 /* [lock] when the next 102 is due */
     int sent;                       /* [lock] complete 102s this request */
     int dead;                       /* [lock] a send failed: stop */
-    int lost;                       /* [lock] a TLS record could not be
-                                     * kept: the connection must close */
-    unsigned char *pending;         /* [lock] unsent 102 bytes: inline[],
-                                     * or malloc'd when a TLS record was
-                                     * larger (freed with the connection) */
+    int lost;                       /* [lock] a TLS record was not kept */
+    unsigned char *pending;         /* [lock] unsent bytes: inline_buf or
+                                     * malloc'd (freed with the conn) */
     apr_size_t pending_cap;         /* [lock] size of pending */
     apr_size_t pending_off;         /* [lock] bytes of pending written */
     apr_size_t pending_len;         /* [lock] bytes in pending */
-    apr_os_sock_t fd;               /* [lock] the watchdog's own duplicate
-                                     * of the client socket, made at the
-                                     * first 102 of an arm, or -1 */
+    apr_os_sock_t fd;               /* [lock] our duplicate, or -1 */
 
     apr_os_sock_t conn_fd;          /* [arm] the client socket's number */
     proc_addr local;                /* [arm] its addresses, to know it */
@@ -285,24 +277,21 @@ struct proc_conn {
     apr_interval_time_t interval;   /* [arm] effective settings */
     int max_count;                  /* [arm] 0 = no limit */
     apr_time_t stop_at;             /* [arm] no 102 due after this */
-    server_rec *s;                  /* [arm] config memory, for logging */
+    server_rec *s;                  /* [arm] for logging */
     long conn_id;                   /* [arm] c->id, for logging */
     char log_id[PROC_LOG_ID_MAX];   /* [arm] copy of r->log_id */
 
     conn_rec *c;                    /* [worker] */
     request_rec *r;                 /* [worker] request armed or waiting */
-    const char *in_handler;         /* [worker] r->handler while r's
-                                     * handler runs (proc_handler) */
+    const char *in_handler;         /* [worker] r->handler while it runs */
     int gates_added;                /* [worker] gate filters installed */
     int log_debug;                  /* [worker] r logs at debug level */
-    int client_cap;                 /* [worker] most 102s r's client takes,
-                                     * 0: no limit of the client's */
+    int client_cap;                 /* [worker] most 102s r's client takes */
 
     unsigned char inline_buf[PROC_PENDING_MAX]; /* [lock] see pending */
 };
 
-/* Marks a subrequest or internal redirect that paused its connection's
- * record (TLS), in the request's request_config. */
+/* A TLS subrequest or redirect that paused its connection's record. */
 typedef struct {
     proc_conn *pc;
     apr_uint32_t arm_seq;           /* the arm it paused */
@@ -311,19 +300,16 @@ typedef struct {
 /* What the decision to arm found out about a request (proc_refused). */
 typedef struct {
     const proc_known_client *family;    /* its client's family, or NULL */
-    int prefers;                        /* it asked: Prefer: processing */
+    int prefers;                        /* Prefer: processing */
     int expects_continue;               /* Expect: 100-continue */
     int behind_front;                   /* it came through a front */
-    int front_cap;                      /* most 1xx the front takes, 0: no
-                                         * known limit */
-    int cap;                            /* most 102s its client takes, 0:
-                                         * no limit of the client's */
+    int front_cap;                      /* most 1xx the front takes, or 0 */
+    int cap;                            /* most 102s its client takes, or 0 */
 } proc_verdict;
 
-/* A heap entry holds a copy of its record's due time, so that ordering the
- * heap reads only the array, not a record per comparison. */
+/* A heap entry copies its record's due time: ordering reads the array. */
 typedef struct {
-    apr_time_t due;                 /* == pc->due while queued */
+    apr_time_t due;
     proc_conn *pc;
 } proc_heap_entry;
 
@@ -338,60 +324,48 @@ typedef struct {
     char log_id[PROC_LOG_ID_MAX];
 } proc_wd_event;
 
-/* The watchdog of this child process.  A binary heap orders the armed
- * records by due time: it removes a record by index in O(log n) (disarm),
- * which apr_skiplist cannot do without a search. */
+/* The watchdog of this child.  A binary heap orders armed records by due
+ * time and removes one by index at disarm (apr_skiplist would search). */
 typedef struct {
-    int ready;                      /* set up at child start; else no 102s */
+    volatile apr_uint32_t state;    /* PROC_WD_* */
     apr_thread_mutex_t *mutex;      /* guards the records and this struct */
     apr_thread_cond_t *wakeup;      /* signalled to wake the thread */
-    apr_thread_t *thread;
-    volatile apr_uint32_t exited;   /* set by the thread as it returns */
-    int running;                    /* [lock] cleared to stop the thread */
-    int closing;                    /* [lock] child stopping: no new arm */
-    int start_failed;               /* [lock] thread creation failed */
-    int stopped;                    /* set once the child exits: records
-                                     * are then released without the lock */
+    apr_thread_t *thread;           /* [lock] */
     apr_time_t sleep_until;         /* [lock] what the thread waits for */
     apr_time_t horizon;             /* [lock] latest due time ever armed */
-    apr_uint32_t armed_here;        /* [lock] this child's share of the
-                                     * shared armed_now counter */
+    apr_uint32_t armed_here;        /* [lock] our share of armed_now */
     proc_heap_entry *heap;          /* [lock] min-heap on due time */
     apr_size_t heap_len;            /* [lock] */
     apr_size_t heap_cap;            /* [lock] */
-    APR_RING_HEAD(proc_conn_ring, proc_conn) conns; /* [lock] records that
-                                     * hold a duplicate descriptor (from
-                                     * their first 102 to their disarm) */
+    APR_RING_HEAD(proc_conn_ring, proc_conn) conns; /* [lock] with an fd */
     server_rec *s;                  /* the main server, for logging */
-
-    /* Below: the watchdog thread's own, never touched by another thread
-     * while it runs. */
+    /* The thread's own once it runs (made before it starts): */
     apr_pool_t *pool;               /* on an allocator of its own */
     request_rec *shadow;            /* the request every 102 is sent on */
     apr_pool_t *send_pool;          /* the shadow's pool, cleared per 102 */
-    proc_conn *sending;             /* the record the writer writes for */
     BIO *tls_out;                   /* memory BIO for TLS records */
 } proc_watchdog;
 
 static proc_watchdog proc_wd;
-/* Per-process fallback if the shared segment cannot be made. */
-static proc_stats proc_local_counters;
+static proc_stats proc_local_counters;  /* if no shared segment */
 static proc_stats *proc_counters = &proc_local_counters;
 static ap_filter_rec_t *proc_body_filter_handle;
 static ap_filter_rec_t *proc_gate_out_handle;
 static ap_filter_rec_t *proc_gate_in_handle;
 static ap_filter_rec_t *proc_writer_handle;
-/* Set once this child has said why TLS connections get no 102s. */
-static volatile apr_uint32_t proc_tls_refusal_logged;
+static volatile apr_uint32_t proc_tls_refusal_logged;  /* said once */
+
+/* In the TLS part. */
+static int proc_tls_idle(SSL *ssl);
+static int proc_tls_encode(proc_conn *pc, const char *data, apr_size_t len);
+static int proc_tls_not_ours(request_rec *r);
 
 /* ------------------------------------------------------------------ */
-/* The lock                                                           */
+/* The lock and the deadline heap                                     */
 /*
- * One APR mutex guards the deadline heap, the records' [lock] fields and
- * the descriptor ring; the watchdog sleeps on a condition variable with
- * it.  Race detectors (helgrind, drd) understand both, so the very module
- * administrators install can be checked.  Nothing logs while holding it:
- * a blocking error log (a pipe, syslog) would stall every arm and disarm.
+ * One APR mutex (helgrind and drd understand it) guards the heap, the
+ * records' [lock] fields and the descriptor ring; the watchdog sleeps on a
+ * condition variable with it.  Nothing logs while holding it.
  */
 
 static void proc_lock(void)
@@ -410,15 +384,20 @@ static void proc_wd_wake(void)
     apr_thread_cond_signal(proc_wd.wakeup);
 }
 
-/* Takes the lock while a child stops, giving up after about a second:
- * prefork stops in its SIGTERM handler, on the thread the signal
- * interrupted, which may hold the lock. */
-static int proc_lock_for_exit(void)
+static apr_uint32_t proc_wd_state(void)
+{
+    return apr_atomic_read32(&proc_wd.state);
+}
+
+/* While a child stops: whether done() came true within about a second
+ * (prefork stops in its SIGTERM handler, on a thread that may hold the
+ * lock, or may have left the watchdog waiting for it). */
+static int proc_exit_wait(int (*done)(void))
 {
     apr_time_t waited;
 
     for (waited = 0; waited < PROC_EXIT_WAIT; waited += PROC_EXIT_POLL) {
-        if (apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS) {
+        if (done()) {
             return 1;
         }
         apr_sleep(PROC_EXIT_POLL);
@@ -426,17 +405,19 @@ static int proc_lock_for_exit(void)
     return 0;
 }
 
-/* ------------------------------------------------------------------ */
-/* Deadline heap (caller holds the lock)                             */
+static int proc_trylock(void)
+{
+    return apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS;
+}
 
+/* Lock held, as for all the heap functions. */
 static void proc_heap_place(apr_size_t i, proc_heap_entry entry)
 {
     proc_wd.heap[i] = entry;
     entry.pc->heap_idx = i;
 }
 
-/* The sifts move a hole at i, with the entry to place in hand, until the
- * entry fits there. */
+/* The sifts move a hole at i, entry in hand, until the entry fits. */
 static void proc_heap_sift_up(apr_size_t i, proc_heap_entry entry)
 {
     while (i > 0) {
@@ -470,8 +451,7 @@ static void proc_heap_sift_down(apr_size_t i, proc_heap_entry entry)
     proc_heap_place(i, entry);
 }
 
-/* Grows the array with realloc (thread-safe, unlike pools); the heap only
- * grows to the child's peak of concurrently armed requests. */
+/* Grows with realloc (thread-safe, unlike pools) to the child's peak. */
 static int proc_heap_push(proc_conn *pc)
 {
     proc_heap_entry entry;
@@ -514,8 +494,7 @@ static void proc_heap_remove(proc_conn *pc)
     if (last.pc == pc) {
         return;
     }
-    /* The last entry fills the hole at i: up if it is earlier than the
-     * hole's parent, else down. */
+    /* The last entry fills the hole: up if earlier than its parent. */
     if (i > 0 && last.due < proc_wd.heap[(i - 1) / 2].due) {
         proc_heap_sift_up(i, last);
     }
@@ -524,7 +503,6 @@ static void proc_heap_remove(proc_conn *pc)
     }
 }
 
-/* Empties the heap: no record is queued afterwards. */
 static void proc_heap_clear(void)
 {
     apr_size_t i;
@@ -535,16 +513,122 @@ static void proc_heap_clear(void)
     proc_wd.heap_len = 0;
 }
 
-/* Closes pc's duplicate descriptor, if it has one (caller holds the
- * lock): at its disarm (worker), when it leaves the heap for good
- * (watchdog) or when the child stops.  A kept-alive connection holds no
- * descriptor of ours between requests: the child's descriptor limit is
- * shared with every connection it serves. */
+/* ------------------------------------------------------------------ */
+/* System calls (Unix only)                                           */
+/*
+ * The watchdog writes to its own duplicate of the client socket (DESIGN.md,
+ * "Its own descriptor").  APR has no per-call non-blocking send, and
+ * apr_socket_timeout_set() on the duplicate would change the file status
+ * flags it shares with the worker's descriptor: hence send(MSG_DONTWAIT).
+ */
+#ifdef PROC_HAS_UNIX_IO
+
+/* Whether ss is `want`: family, port and address (others byte for byte). */
+static int proc_same_addr(const proc_addr *want,
+                          const struct sockaddr_storage *ss, socklen_t len)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)ss;
+
+    if (sa->sa_family != want->u.sa.sa_family) {
+        return 0;
+    }
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return in->sin_port == want->u.sin.sin_port
+               && in->sin_addr.s_addr == want->u.sin.sin_addr.s_addr;
+    }
+#if APR_HAVE_IPV6
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        return in6->sin6_port == want->u.sin6.sin6_port
+               && !memcmp(&in6->sin6_addr, &want->u.sin6.sin6_addr,
+                          sizeof(in6->sin6_addr));
+    }
+#endif
+    return len == want->len && !memcmp(ss, &want->u, len);
+}
+
+/* Duplicates socket pc->conn_fd if it still has the addresses copied at
+ * arm time: once an ungraceful stop closed it, the number may be another
+ * socket's. */
+static apr_status_t proc_sys_dup(const proc_conn *pc, apr_os_sock_t *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = fcntl(pc->conn_fd, F_DUPFD_CLOEXEC, 0);
+
+    if (fd < 0) {
+        return errno;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0
+        || !proc_same_addr(&pc->local, &ss, len)
+        || (len = sizeof(ss), getpeername(fd, (struct sockaddr *)&ss,
+                                          &len) != 0)
+        || !proc_same_addr(&pc->peer, &ss, len)) {
+        close(fd);
+        return APR_ENOTSOCK;
+    }
+    *out = fd;
+    return APR_SUCCESS;
+}
+
+/* Sends what it can without blocking; *sent says how much. */
+static apr_status_t proc_sys_send(apr_os_sock_t fd, const unsigned char *buf,
+                                  apr_size_t len, apr_size_t *sent)
+{
+    *sent = 0;
+    while (*sent < len) {
+        ssize_t n = send(fd, buf + *sent, len - *sent,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            *sent += n;
+        }
+        else if (n == 0) {
+            return APR_EOF;
+        }
+        else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return APR_EAGAIN;
+        }
+        else if (errno != EINTR) {
+            return errno;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+#define proc_sys_close(fd)      close(fd)
+
+/* The watchdog blocks every signal (it inherits the mask): prefork
+ * children exit from their SIGTERM handler, which it must never run. */
+static apr_status_t proc_sys_thread_create(apr_thread_t **thread,
+                                           apr_threadattr_t *attr,
+                                           apr_thread_start_t func,
+                                           apr_pool_t *p)
+{
+    sigset_t all, saved;
+    apr_status_t rv;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
+    rv = apr_thread_create(thread, attr, func, NULL, p);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    return rv;
+}
+
+#else /* never called: proc_set_enabled refuses "Processing On" */
+#define proc_sys_dup(pc, out)                   APR_ENOTIMPL
+#define proc_sys_send(fd, buf, len, sent)       (*(sent) = 0, APR_ENOTIMPL)
+#define proc_sys_close(fd)                      ((void)(fd))
+#define proc_sys_thread_create(t, attr, f, p)   APR_ENOTIMPL
+#endif /* PROC_HAS_UNIX_IO */
+
+/* Lock held: closes pc's duplicate, if any: at its disarm, when it leaves
+ * the heap for good, or when the child stops. */
 static void proc_close_fd(proc_conn *pc)
 {
     if (pc->fd >= 0) {
         APR_RING_REMOVE(pc, link);
-        close(pc->fd);
+        proc_sys_close(pc->fd);
         pc->fd = -1;
     }
 }
@@ -552,35 +636,14 @@ static void proc_close_fd(proc_conn *pc)
 /* ------------------------------------------------------------------ */
 /* Watchdog thread                                                    */
 /*
- * Everything in this part runs on the watchdog thread, and all of it but
- * proc_wd_main's logging with the lock held.  It reads and writes only
- * proc_wd, the [lock] and [arm] fields of the records (a record's pending
- * buffer may grow with malloc/realloc here), its own duplicate descriptors
- * (made from the [arm] copy of the socket's number at a record's first
- * 102), its own pool, bucket allocator and shadow request, and, for
- * TLS, the connection's SSL with a private BIO while the record is armed
- * and not paused (the worker runs no OpenSSL code on it then: the gates
- * disarm before mod_ssl's filters run, and a subrequest or redirect pauses
- * the record before mod_ssl's hooks run).  It logs only with ap_log_error
- * on a server_rec, after releasing the lock.
+ * All of it runs on the watchdog thread with the lock held (but for
+ * proc_wd_main's logging), touching only proc_wd, the records' [lock] and
+ * [arm] fields, its duplicates, its own pool, bucket allocator and shadow
+ * request, and on TLS the connection's SSL (the TLS part).
  */
 
-/* Whether OpenSSL would send only application data on the next
- * SSL_write: not while it owes the peer handshake messages (a
- * renegotiation or post-handshake authentication under way, a KeyUpdate
- * the client requested), which would run mod_ssl's callbacks here. */
-static int proc_wd_tls_idle(SSL *ssl)
-{
-    return SSL_get_shutdown(ssl) == 0 && !SSL_in_init(ssl)
-#ifdef SSL_KEY_UPDATE_NONE
-           && SSL_get_key_update_type(ssl) == SSL_KEY_UPDATE_NONE
-#endif
-           ;
-}
-
-/* Room for len more bytes in pc->pending: past the inline buffer, a heap
- * buffer (malloc/realloc, thread-safe unlike pools), kept for the
- * connection's next 102s and freed with it (proc_conn_cleanup). */
+/* Room for len more bytes in pc->pending: past inline_buf, a malloc'd
+ * buffer (pools are not thread-safe), freed by proc_conn_cleanup. */
 static int proc_wd_reserve(proc_conn *pc, apr_size_t len)
 {
     apr_size_t need = pc->pending_len + len;
@@ -605,105 +668,45 @@ static int proc_wd_reserve(proc_conn *pc, apr_size_t len)
     return 1;
 }
 
-/* Moves the TLS bytes SSL_write produced into pc->pending, every one of
- * them: OpenSSL has counted the record, so dropping any byte would put
- * the connection out of step.  Returns 0 if they could not be kept. */
-static int proc_wd_keep_record(proc_conn *pc)
+/* Writes what it can of pc->pending without blocking; ev is for the log. */
+static void proc_wd_send_pending(proc_conn *pc, proc_wd_event *ev)
 {
-    apr_size_t len = (apr_size_t)BIO_ctrl_pending(proc_wd.tls_out);
-    int out;
+    apr_size_t n;
+    apr_status_t rv = proc_sys_send(pc->fd, pc->pending + pc->pending_off,
+                                    pc->pending_len - pc->pending_off, &n);
 
+    pc->pending_off += n;
+    if (APR_STATUS_IS_EAGAIN(rv)) {
+        ev->level = APLOG_TRACE2;
+        ev->what = "would block; retrying next tick";
+    }
+    else if (rv != APR_SUCCESS) {
+        pc->dead = 1;
+        ev->level = APLOG_TRACE1;   /* a client gone is no error */
+        ev->status = rv;
+        ev->what = "not sent; no more for this request";
+    }
+}
+
+/* Appends an interim response to pc->pending, as one TLS record on TLS. */
+static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
+{
+    if (pc->ssl) {
+        return proc_tls_encode(pc, data, len);
+    }
     if (!proc_wd_reserve(pc, len)) {
         return 0;
     }
-    while (len > 0) {
-        out = BIO_read(proc_wd.tls_out, pc->pending + pc->pending_len,
-                       (int)len);
-        if (out <= 0) {
-            return 0;
-        }
-        pc->pending_len += out;
-        len -= out;
-    }
+    memcpy(pc->pending + pc->pending_len, data, len);
+    pc->pending_len += len;
     return 1;
-}
-
-/* Appends the clear-text bytes of an interim response to pc->pending,
- * encrypted as one TLS record when the connection is TLS.  Returns 0 when
- * the bytes cannot be produced; the record is then dead, and lost when
- * OpenSSL counted a record that is not kept: the worker then closes the
- * connection (proc_gate_out). */
-static int proc_wd_encode(proc_conn *pc, const char *data, apr_size_t len)
-{
-    BIO *saved;
-    int n;
-
-    if (!pc->ssl) {
-        if (!proc_wd_reserve(pc, len)) {
-            return 0;
-        }
-        memcpy(pc->pending + pc->pending_len, data, len);
-        pc->pending_len += len;
-        return 1;
-    }
-
-    /* Swap mod_ssl's write BIO for our memory BIO just for this SSL_write.
-     * One extra reference on each keeps both alive across the two
-     * SSL_set0_wbio() calls, each of which drops one reference. */
-    saved = SSL_get_wbio(pc->ssl);
-    BIO_up_ref(saved);
-    BIO_up_ref(proc_wd.tls_out);
-    SSL_set0_wbio(pc->ssl, proc_wd.tls_out);
-    n = SSL_write(pc->ssl, data, (int)len);
-    SSL_set0_wbio(pc->ssl, saved);
-
-    if (n != (int)len || !proc_wd_keep_record(pc)) {
-        /* A failed SSL_write (it may have written an alert) or a record
-         * that could not be kept: the TLS stream is out of step. */
-        ERR_clear_error();
-        (void)BIO_reset(proc_wd.tls_out);
-        pc->pending_len = pc->pending_off = 0;
-        pc->lost = 1;
-        return 0;
-    }
-    return 1;
-}
-
-/* Writes what it can of pc->pending without blocking, on the watchdog's
- * own descriptor.  ev says what happened, for the log. */
-static void proc_wd_send_pending(proc_conn *pc, proc_wd_event *ev)
-{
-    while (pc->pending_off < pc->pending_len) {
-        ssize_t n = send(pc->fd, pc->pending + pc->pending_off,
-                         pc->pending_len - pc->pending_off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) {
-            pc->pending_off += n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev->level = APLOG_TRACE2;
-            ev->what = "would block; retrying next tick";
-            return;
-        }
-        pc->dead = 1;
-        /* A client that went away is normal: never an error-level line. */
-        ev->level = APLOG_TRACE1;
-        ev->status = n < 0 ? errno : APR_EOF;
-        ev->what = "not sent; no more for this request";
-        return;
-    }
 }
 
 /* The shadow connection's only output filter: what
- * ap_send_interim_response() wrote, encoded for the record being served
- * (proc_wd.sending) and sent without blocking. */
+ * ap_send_interim_response() wrote, for the record in f->ctx. */
 static apr_status_t proc_wd_writer(ap_filter_t *f, apr_bucket_brigade *bb)
 {
-    proc_conn *pc = proc_wd.sending;
+    proc_conn *pc = f->ctx;
     char buf[PROC_INTERIM_MAX];
     apr_size_t len = sizeof(buf);
     apr_off_t total = 0;
@@ -724,84 +727,16 @@ static apr_status_t proc_wd_writer(ap_filter_t *f, apr_bucket_brigade *bb)
     return rv;
 }
 
-/* Puts one 102 for pc into pc->pending and sends what it can: httpd's own
- * ap_send_interim_response() on the shadow request, or, if the shadow
- * could not be made, the same bytes written here. */
-static void proc_wd_send_interim(proc_conn *pc, proc_wd_event *ev)
-{
-    if (proc_wd.shadow) {
-        proc_wd.sending = pc;
-        ap_send_interim_response(proc_wd.shadow, 0);
-        proc_wd.sending = NULL;
-        apr_pool_clear(proc_wd.send_pool);
-    }
-    else if (!proc_wd_encode(pc, PROC_INTERIM_BYTES,
-                             sizeof(PROC_INTERIM_BYTES) - 1)) {
-        pc->dead = 1;
-    }
-    if (!pc->dead) {
-        proc_wd_send_pending(pc, ev);
-    }
-}
-
-/* Whether addr is the address `want` (family, port and address; other
- * families byte for byte). */
-static int proc_wd_same_addr(const proc_addr *want,
-                             const struct sockaddr_storage *ss,
-                             socklen_t len)
-{
-    const struct sockaddr *sa = (const struct sockaddr *)ss;
-
-    if (sa->sa_family != want->u.sa.sa_family) {
-        return 0;
-    }
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        return in->sin_port == want->u.sin.sin_port
-               && in->sin_addr.s_addr == want->u.sin.sin_addr.s_addr;
-    }
-#if APR_HAVE_IPV6
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        return in6->sin6_port == want->u.sin6.sin6_port
-               && !memcmp(&in6->sin6_addr, &want->u.sin6.sin6_addr,
-                          sizeof(in6->sin6_addr));
-    }
-#endif
-    return len == want->len && !memcmp(ss, &want->u, len);
-}
-
-/* The watchdog's own duplicate of the client socket, made at the record's
- * first 102 (a request that ends sooner costs no system call) and held
- * until its disarm.  The number was copied at arm time, and the socket may
- * have been closed since: an ungraceful stop closes the sockets of
- * connections whose handlers still run (close_worker_sockets() in event
- * and worker), and the number then goes to the next socket the child opens
- * (a proxy backend, cgid's socket, a database).  That socket has another
- * address pair: checking both addresses of the duplicate against those
- * copied at arm time tells it, and no 102 goes there.  (Once made, the
- * duplicate keeps the connection's socket alive: its number cannot be
- * reused while we hold it.) */
+/* The record's duplicate, made at its first 102: a request that ends
+ * sooner costs no system call. */
 static apr_status_t proc_wd_dup_socket(proc_conn *pc)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    int fd = fcntl(pc->conn_fd, F_DUPFD_CLOEXEC, 0);
+    apr_status_t rv = proc_sys_dup(pc, &pc->fd);
 
-    if (fd < 0) {
-        return errno;
+    if (rv == APR_SUCCESS) {
+        APR_RING_INSERT_TAIL(&proc_wd.conns, pc, proc_conn, link);
     }
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0
-        || !proc_wd_same_addr(&pc->local, &ss, len)
-        || (len = sizeof(ss), getpeername(fd, (struct sockaddr *)&ss,
-                                          &len) != 0)
-        || !proc_wd_same_addr(&pc->peer, &ss, len)) {
-        close(fd);
-        return APR_ENOTSOCK;
-    }
-    pc->fd = fd;
-    APR_RING_INSERT_TAIL(&proc_wd.conns, pc, proc_conn, link);
-    return APR_SUCCESS;
+    return rv;
 }
 
 /* Whether pc has had all the 102s its limits allow (pending bytes aside). */
@@ -811,8 +746,7 @@ static int proc_wd_limits_reached(const proc_conn *pc)
            || pc->due > pc->stop_at;
 }
 
-/* pc leaves the heap for good: nothing more to send before its disarm,
- * so its descriptor goes now. */
+/* pc leaves the heap for good; its descriptor goes now. */
 static void proc_wd_retire(proc_conn *pc)
 {
     proc_heap_remove(pc);
@@ -831,7 +765,7 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
         proc_wd_retire(pc);
         return;
     }
-    else if (pc->ssl && !proc_wd_tls_idle(pc->ssl)) {
+    else if (pc->ssl && !proc_tls_idle(pc->ssl)) {
         ev->level = APLOG_TRACE2;
         ev->what = "skipped: TLS handshake messages pending";
     }
@@ -842,10 +776,14 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
         ev->what = "socket closed or not this connection's: no 102";
     }
     else {
-        proc_wd_send_interim(pc, ev);
-        /* Clear text not sent at all is simply skipped this tick; TLS
-         * bytes already advanced the record sequence and must go out
-         * (next tick, or the gate). */
+        proc_wd.shadow->connection->output_filters->ctx = pc;
+        ap_send_interim_response(proc_wd.shadow, 0);
+        apr_pool_clear(proc_wd.send_pool);
+        if (!pc->dead) {
+            proc_wd_send_pending(pc, ev);
+        }
+        /* Clear text not sent at all is skipped this tick; TLS bytes
+         * advanced the record sequence and must go out. */
         if (!pc->ssl && pc->pending_off == 0) {
             pc->pending_len = 0;
         }
@@ -879,33 +817,26 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
     }
 }
 
-/* t rounded up to the wake-up grid. */
 static apr_time_t proc_wd_wake_slot(apr_time_t t)
 {
     return (t + PROC_WAKE_GRID - 1) / PROC_WAKE_GRID * PROC_WAKE_GRID;
 }
 
-/* The earliest record, if it gets its 102 in this wake-up: when it is
- * due, or when it is a repeat 102 due before the end of this slot. */
+/* The earliest record if it is due, or a repeat 102 due before slot_end. */
 static proc_conn *proc_wd_next_due(apr_time_t now, apr_time_t slot_end)
 {
     const proc_heap_entry *first = proc_wd.heap;
 
-    if (proc_wd.heap_len == 0) {
-        return NULL;
-    }
-    if (first->due <= now || (first->due <= slot_end && first->pc->sent > 0)) {
+    if (proc_wd.heap_len > 0 && (first->due <= now || (first->due <= slot_end
+                                                       && first->pc->sent))) {
         return first->pc;
     }
     return NULL;
 }
 
-/* What to sleep toward: the earliest due time or, with nothing queued,
- * the latest due time ever armed while it is ahead.  Sleeping toward that
- * horizon rather than forever means requests that end before their first
- * 102 (the heap empties again) do not make the next arm signal us: under
- * steady fast traffic the thread wakes about once per delay, not per
- * request.  An idle server passes the horizon once and then never wakes. */
+/* The earliest due time or, with nothing queued, the latest ever armed
+ * while ahead: requests ending before their first 102 then make no arm
+ * signal us, and an idle server passes it once and never wakes. */
 static apr_time_t proc_wd_next_wake(apr_time_t now)
 {
     if (proc_wd.heap_len > 0) {
@@ -915,7 +846,6 @@ static apr_time_t proc_wd_next_wake(apr_time_t now)
                                  : PROC_NEVER;
 }
 
-/* Lock held: sleeps until `until` or a wake-up. */
 static void proc_wd_sleep(apr_time_t until, apr_time_t now)
 {
     proc_wd.sleep_until = until;
@@ -929,18 +859,10 @@ static void proc_wd_sleep(apr_time_t until, apr_time_t now)
     proc_wd.sleep_until = 0;
 }
 
-/* The event's log line, without the lock. */
-static void proc_wd_log(const proc_wd_event *ev)
-{
-    ap_log_error(APLOG_MARK, ev->level, ev->status, ev->s,
-                 "%s (#%d) on connection %ld, request %s", ev->what,
-                 ev->count, ev->conn_id, ev->log_id);
-}
-
 static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
 {
     proc_lock();
-    while (proc_wd.running) {
+    while (proc_wd_state() == PROC_WD_RUNNING) {
         apr_time_t now = apr_time_now();
         proc_conn *pc = proc_wd_next_due(now, proc_wd_wake_slot(now));
         proc_wd_event ev;
@@ -957,31 +879,34 @@ static void *APR_THREAD_FUNC proc_wd_main(apr_thread_t *thread, void *data)
             ev.conn_id = pc->conn_id;
             memcpy(ev.log_id, pc->log_id, sizeof(ev.log_id));
             proc_unlock();
-            proc_wd_log(&ev);
+            ap_log_error(APLOG_MARK, ev.level, ev.status, ev.s,
+                         "%s (#%d) on connection %ld, request %s", ev.what,
+                         ev.count, ev.conn_id, ev.log_id);
             proc_lock();
         }
     }
     proc_unlock();
-    apr_atomic_set32(&proc_wd.exited, 1);
+    /* From here the stop cleanup may join us; no-op once it gave up. */
+    apr_atomic_cas32(&proc_wd.state, PROC_WD_EXITED, PROC_WD_CLOSING);
     return NULL;
 }
 
 /* ------------------------------------------------------------------ */
-/* Watchdog lifecycle (child process)                                 */
+/* Watchdog lifecycle                                                 */
+/*
+ * OFF -> READY (child_init) -> RUNNING or FAILED (first arm) -> CLOSING
+ * (child_stopping, stop cleanup) -> EXITED (the thread) -> GONE (stop
+ * cleanup).  Why the first arm, not child_init: DESIGN.md, "The watchdog".
+ */
 
-/* The watchdog's own pool, on an allocator no other thread uses: the
- * worker that starts the thread allocates from it before the thread
- * exists, and then only the thread does.  It also holds the lock and the
- * condition variable.  Unmanaged (no parent), so that nothing destroys it
- * behind our back: a watchdog that never returns at child exit may still
- * be inside the condition variable, whose destruction would wait for it
- * (proc_wd_stop). */
+/* The watchdog's own pool, on an allocator no other thread uses; it holds
+ * the lock and the condition variable too.  Unmanaged: nothing destroys it
+ * behind our back (proc_wd_stop). */
 static apr_status_t proc_wd_make_pool(void)
 {
     apr_allocator_t *allocator;
-    apr_status_t rv;
+    apr_status_t rv = apr_allocator_create(&allocator);
 
-    rv = apr_allocator_create(&allocator);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -995,31 +920,25 @@ static apr_status_t proc_wd_make_pool(void)
     return APR_SUCCESS;
 }
 
-/* The shadow request the watchdog sends every 102 on, made by the worker
- * that starts the thread, before it exists: a request_rec with status
- * 102, no main request and empty headers_out, whose pool is the thread's
- * own (cleared after each send), on a conn_rec with the thread's own
- * bucket allocator and the transport writer as its only output filter.
- * httpd formats the 102 and applies its own rules to it.  (If a pool
- * cannot be made, shadow stays NULL and the watchdog writes the bytes.) */
-static void proc_wd_make_shadow(void)
+/* The shadow request every 102 is sent on (DESIGN.md, "The 102"), made
+ * before the thread exists, all of it on the thread's own memory. */
+static apr_status_t proc_wd_make_shadow(void)
 {
     apr_pool_t *p = proc_wd.pool;
+    apr_status_t rv = apr_pool_create(&proc_wd.send_pool, p);
     conn_rec *c;
     request_rec *r;
-    ap_filter_t *writer;
 
-    if (apr_pool_create(&proc_wd.send_pool, p) != APR_SUCCESS) {
-        return;
+    if (rv != APR_SUCCESS) {
+        return rv;
     }
     c = apr_pcalloc(p, sizeof(*c));
     c->pool = p;
     c->base_server = proc_wd.s;
     c->bucket_alloc = apr_bucket_alloc_create(p);
-    writer = apr_pcalloc(p, sizeof(*writer));
-    writer->frec = proc_writer_handle;
-    writer->c = c;
-    c->output_filters = writer;
+    c->output_filters = apr_pcalloc(p, sizeof(*c->output_filters));
+    c->output_filters->frec = proc_writer_handle;
+    c->output_filters->c = c;
 
     r = apr_pcalloc(p, sizeof(*r));
     r->pool = proc_wd.send_pool;
@@ -1030,142 +949,106 @@ static void proc_wd_make_shadow(void)
     r->status_line = "102 Processing";
     r->headers_out = apr_table_make(p, 1);
     proc_wd.shadow = r;
+    return APR_SUCCESS;
 }
 
-/* Starts the watchdog thread on the first arm (caller holds the lock):
- * a child that never arms a request has no extra thread, so prefork
- * children stay single-threaded and an idle server has nothing to wake.
- * Returns the status to log (after the lock is released). */
+/* Lock held, state READY: RUNNING, or FAILED with the status to log. */
 static apr_status_t proc_wd_start(void)
 {
     apr_threadattr_t *attr;
-    sigset_t all, saved;
-    apr_status_t rv;
+    apr_status_t rv = proc_wd_make_shadow();
 
-    proc_wd_make_shadow();
-    rv = apr_threadattr_create(&attr, proc_wd.pool);
+    if (rv == APR_SUCCESS) {
+        rv = apr_threadattr_create(&attr, proc_wd.pool);
+    }
     if (rv == APR_SUCCESS && ap_thread_stacksize != 0) {
         /* ThreadStackSize applies to our thread as to the MPM's. */
         rv = apr_threadattr_stacksize_set(attr, ap_thread_stacksize);
     }
     if (rv == APR_SUCCESS) {
-        proc_wd.running = 1;
-        /* Signals reach a process on any thread that does not block them,
-         * and prefork children exit from their SIGTERM handler: the
-         * watchdog must never run one.  It inherits this mask. */
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &saved);
-        rv = apr_thread_create(&proc_wd.thread, attr, proc_wd_main, NULL,
-                               proc_wd.pool);
-        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        apr_atomic_set32(&proc_wd.state, PROC_WD_RUNNING);
+        rv = proc_sys_thread_create(&proc_wd.thread, attr, proc_wd_main,
+                                    proc_wd.pool);
     }
     if (rv != APR_SUCCESS) {
-        proc_wd.running = 0;
         proc_wd.thread = NULL;
-        proc_wd.start_failed = 1;
+        apr_atomic_set32(&proc_wd.state, PROC_WD_FAILED);
     }
     return rv;
 }
 
-/* Requests still armed when the child exits (a hard stop interrupts their
- * handlers, or never lets them finish) leave the shared "armed now" count
- * with the child; their later disarms, if any, no longer count. */
-static void proc_wd_release_counters(void)
+/* Lock held: no more 102s from this child, no new arm, and every
+ * duplicate closed, so each connection closes when httpd closes it. */
+static void proc_wd_shut(void)
 {
-    if (proc_wd.armed_here > 0) {
-        apr_atomic_sub32(&proc_counters->armed_now, proc_wd.armed_here);
-        proc_wd.armed_here = 0;
+    if (proc_wd_state() < PROC_WD_CLOSING) {
+        apr_atomic_set32(&proc_wd.state, PROC_WD_CLOSING);
     }
-}
-
-/* Lock held: closes every duplicate descriptor, so that each connection
- * closes when httpd closes its socket, as without the module. */
-static void proc_close_duplicates(void)
-{
+    proc_heap_clear();
     while (!APR_RING_EMPTY(&proc_wd.conns, proc_conn, link)) {
         proc_conn *pc = APR_RING_FIRST(&proc_wd.conns);
         proc_close_fd(pc);
         pc->dead = 1;
     }
-}
-
-/* Lock held: no more 102s from this child, and no new arm. */
-static void proc_wd_shut(void)
-{
-    proc_wd.closing = 1;
-    proc_wd.running = 0;
-    proc_heap_clear();
-    proc_close_duplicates();
     proc_wd_wake();
 }
 
 #ifdef PROC_HAS_CHILD_STOPPING
-/* An ungraceful stop or restart: event and worker close the sockets of
- * connections whose handlers still run (close_worker_sockets()); our
- * duplicates would keep those connections open.  A graceful stop lets
+/* An ungraceful stop closes the sockets of connections whose handlers
+ * still run, which our duplicates would keep open.  A graceful stop lets
  * the handlers finish, with their 102s. */
 static void proc_child_stopping(apr_pool_t *pchild, int graceful)
 {
-    if (graceful || !proc_wd.ready || proc_wd.stopped) {
-        return;
-    }
-    if (proc_lock_for_exit()) {
+    apr_uint32_t state = proc_wd_state();
+
+    if (!graceful && state != PROC_WD_OFF && state != PROC_WD_GONE
+        && proc_exit_wait(proc_trylock)) {
         proc_wd_shut();
         proc_unlock();
     }
 }
 #endif
 
-/* Waits (at most PROC_EXIT_WAIT) for the watchdog thread to return. */
-static int proc_wd_wait_exit(void)
+static int proc_wd_exited(void)
 {
-    apr_time_t waited;
-
-    for (waited = 0; waited < PROC_EXIT_WAIT; waited += PROC_EXIT_POLL) {
-        if (apr_atomic_read32(&proc_wd.exited)) {
-            return 1;
-        }
-        apr_sleep(PROC_EXIT_POLL);
-    }
-    return 0;
+    return proc_wd_state() == PROC_WD_EXITED;
 }
 
-/* Pre-cleanup of the child pool: it runs after the MPM's workers have
- * finished (so long requests keep their 102s through a graceful restart or
- * stop) and before any sub-pool holding records is destroyed.
- *
- * prefork runs it inside its SIGTERM handler, on the thread the signal
- * interrupted: that thread may hold the lock, or may have been stopped
- * between releasing it and waking the watchdog that waits for it, which
- * then never wakes.  So the lock is only tried and the thread only waited
- * for, each for about a second; a watchdog that does not return is left to
- * the process's exit, with everything it could touch: its pool, with the
- * lock and the condition variable (glibc's pthread_cond_destroy() would
- * wait for it), and the heap. */
+/* Pre-cleanup of the child pool: after the MPM's workers finished (so
+ * 102s flow through a graceful stop), before sub-pools with records go.
+ * prefork runs it in its SIGTERM handler, on a thread that may hold the
+ * lock: so the lock is only tried, and the thread only waited for, about
+ * a second each; a thread that does not return is left to the process's
+ * exit with all it could touch (its pool, lock, condvar and the heap). */
 static apr_status_t proc_wd_stop(void *data)
 {
     apr_status_t rv;
-    int locked = proc_lock_for_exit();
+    int locked = proc_exit_wait(proc_trylock);
+    int joinable;
 
     if (locked) {
         proc_wd_shut();
         proc_unlock();
     }
-    proc_wd.stopped = 1;
-    proc_wd_release_counters();
-    if (!locked || (proc_wd.thread && !proc_wd_wait_exit())) {
+    joinable = locked
+               && (!proc_wd.thread || proc_exit_wait(proc_wd_exited));
+    apr_atomic_set32(&proc_wd.state, PROC_WD_GONE);
+    /* Requests still armed leave the shared count with the child. */
+    apr_atomic_sub32(&proc_counters->armed_now, proc_wd.armed_here);
+    proc_wd.armed_here = 0;
+    if (!joinable) {
         return APR_SUCCESS;
     }
     if (proc_wd.thread) {
         apr_thread_join(&rv, proc_wd.thread);
-        proc_wd.thread = NULL;
     }
     free(proc_wd.heap);
+    BIO_free(proc_wd.tls_out);
+    apr_pool_destroy(proc_wd.pool);
+    proc_wd.thread = NULL;
     proc_wd.heap = NULL;
     proc_wd.heap_cap = 0;
-    BIO_free(proc_wd.tls_out);
     proc_wd.tls_out = NULL;
-    apr_pool_destroy(proc_wd.pool);
     proc_wd.pool = NULL;
     return APR_SUCCESS;
 }
@@ -1194,13 +1077,19 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
                      "watchdog; no 102 Processing will be sent");
         return;
     }
-    proc_wd.ready = 1;
+    apr_atomic_set32(&proc_wd.state, PROC_WD_READY);
     apr_pool_pre_cleanup_register(pchild, NULL, proc_wd_stop);
 }
 
 /* ------------------------------------------------------------------ */
-/* Worker side: arm, pause and disarm                                 */
+/* Worker side, in call order: handler, decision, body filter, arm,   */
+/* gates and disarm                                                   */
 
+static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
+                                proc_verdict *v);
+static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
+                     apr_time_t start);
+static apr_status_t proc_request_cleanup(void *data);
 static apr_status_t proc_conn_cleanup(void *data);
 
 static proc_conn *proc_conn_get(conn_rec *c)
@@ -1222,486 +1111,78 @@ static proc_conn *proc_conn_get(conn_rec *c)
     return pc;
 }
 
-/* Writes the remainder of a 102 the watchdog could not finish, blocking
- * (with the connection's Timeout) in the worker thread, before any other
- * byte of the connection. */
-static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
-                                 apr_size_t len)
+/* Whether r is an internal redirect of the request pc armed or waits for,
+ * whose record then covers this handler too. */
+static int proc_redirect_of_armed(const request_rec *r, const proc_conn *pc)
 {
-    apr_socket_t *sock = ap_get_conn_socket(pc->c);
-
-    while (len > 0) {
-        apr_size_t n = len;
-        apr_status_t rv = apr_socket_send(sock, (const char *)buf, &n);
-        buf += n;
-        len -= n;
-        if (rv != APR_SUCCESS) {
-            ap_log_cerror(APLOG_MARK, APLOG_TRACE1, rv, pc->c,
-                          "cannot complete a 102 Processing");
-            return;
+    for (r = r->prev; pc && pc->r && r; r = r->prev) {
+        if (r == pc->r) {
+            return 1;
         }
     }
-    apr_atomic_inc32(&proc_counters->sent_total);
+    return 0;
 }
 
-/* Lock held, pc out of the heap: hands the unsent part of a 102 to the
- * caller, who writes it once the lock is released.  The watchdog does not
- * look at pc->pending again before the record is queued again. */
-static apr_size_t proc_take_remainder(proc_conn *pc,
-                                      const unsigned char **rest)
+/* First of all handlers, always declining: arms now, or once the body has
+ * been read (proc_body_filter). */
+static int proc_handler(request_rec *r)
 {
-    apr_size_t len = pc->pending_len - pc->pending_off;
-
-    *rest = pc->pending + pc->pending_off;
-    pc->pending_len = pc->pending_off = 0;
-    return len;
-}
-
-/* The watchdog produced a TLS record it could not keep (no memory): the
- * TLS stream is out of step, so the connection ends here, never goes on. */
-static apr_status_t proc_abort_connection(proc_conn *pc)
-{
-    ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, pc->c, "a 102 Processing TLS "
-                  "record could not be kept; closing the connection");
-    pc->c->aborted = 1;
-    pc->c->keepalive = AP_CONN_CLOSE;
-    return APR_ECONNABORTED;
-}
-
-/* processing-sent for %{processing-sent}n.  mod_log_config may log the
- * last request of an internal redirect chain, so every one gets it. */
-static void proc_set_sent_note(request_rec *r, int sent)
-{
-    const char *val = sent ? apr_itoa(r->pool, sent) : "0";
-
-    for (; r; r = r->next) {
-        apr_table_setn(r->notes, "processing-sent", val);
-    }
-}
-
-/* Stops 102s for the current request.  Called by the gates (first byte of
- * any output, or TLS input) and, as safety nets, by the pool cleanups of
- * a request waiting for its body and of the connection.  Once pc->armed
- * is 0 under the lock the watchdog never touches pc again.  Returns
- * whether a TLS record was lost (the caller closes the connection). */
-static int proc_disarm(proc_conn *pc, const char *why)
-{
-    const unsigned char *rest;
-    apr_size_t rest_len;
-    int sent, lost;
-
-    if (proc_wd.stopped) {
-        /* The child is exiting and the watchdog is gone (or can never run
-         * again): nothing to coordinate with. */
-        pc->armed = 0;
-        return 0;
-    }
-    proc_lock();
-    pc->armed = 0;
-    pc->paused = 0;
-    proc_heap_remove(pc);
-    /* Only a request that got a 102 has a descriptor to close here. */
-    proc_close_fd(pc);
-    rest_len = proc_take_remainder(pc, &rest);
-    sent = pc->sent;
-    lost = pc->lost;
-    proc_wd.armed_here--;
-    proc_unlock();
-
-    apr_atomic_dec32(&proc_counters->armed_now);
-    if (rest_len > 0) {
-        /* The buffer is used again only by this connection's next arm. */
-        proc_write_remainder(pc, rest, rest_len);
-        sent++;
-    }
-    if (pc->r) {
-        proc_set_sent_note(pc->r, sent);
-        if (pc->log_debug) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, pc->r,
-                          "disarmed (%s) after %d 102 Processing, "
-                          "request %s", why, sent, pc->log_id);
-        }
-        /* Its response has started: nothing of it needs the record now,
-         * and the record must not keep a pointer into its pool. */
-        pc->r = NULL;
-    }
-    return lost;
-}
-
-/* The output gate: a connection filter above mod_ssl's.  Armed: disarm
- * first, then let the bytes through.  Not armed (every later pass of the
- * response, and connections between requests): one test. */
-static apr_status_t proc_gate_out(ap_filter_t *f, apr_bucket_brigade *bb)
-{
-    proc_conn *pc = f->ctx;
-
-    if (pc->armed && proc_disarm(pc, "response started")) {
-        return proc_abort_connection(pc);
-    }
-    return ap_pass_brigade(f->next, bb);
-}
-
-/* The input gate, TLS only: mod_ssl's SSL_read may not run while the
- * watchdog could be in SSL_write on the same SSL.  A paused record is out
- * of the watchdog's reach: mod_ssl may read (a renegotiation in a
- * subrequest's access hook) and the request keeps its 102s afterwards. */
-static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
-                                 ap_input_mode_t mode,
-                                 apr_read_type_e block, apr_off_t readbytes)
-{
-    proc_conn *pc = f->ctx;
-
-    if (pc->armed && !pc->paused && proc_disarm(pc, "connection read")) {
-        return proc_abort_connection(pc);
-    }
-    return ap_get_brigade(f->next, bb, mode, block, readbytes);
-}
-
-/* For a request that waits for its body (it may end without ever
- * arming).  A request's pool can outlive the start of the next request on
- * the connection (pipelined responses are written later), so the record
- * is released only by the request that holds it. */
-static apr_status_t proc_request_cleanup(void *data)
-{
-    request_rec *r = data;
+    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
+                                                   &processing_module);
     proc_conn *pc = ap_get_module_config(r->connection->conn_config,
                                          &processing_module);
+    proc_verdict v;
+    const char *why;
 
-    if (pc->r != r) {
-        return APR_SUCCESS;
+    if (cfg->enabled != 1 || proc_wd_state() == PROC_WD_OFF) {
+        return DECLINED;
     }
-    pc->r = NULL;           /* the request is going away: no note, no log */
-    if (pc->armed) {
-        proc_disarm(pc, "request ended");
-    }
-    return APR_SUCCESS;
-}
-
-/* The record lives in c->pool: whatever happened to the requests, it
- * leaves the watchdog's heap before its memory goes, with its duplicate
- * descriptor and its heap buffer.  (An armed request always ends through
- * the output gate: httpd passes the request's end, the EOR bucket, down
- * the connection's filters.  This is the safety net under that, e.g. a
- * child exiting in the middle of a handler.) */
-static apr_status_t proc_conn_cleanup(void *data)
-{
-    proc_conn *pc = data;
-
-    pc->r = NULL;           /* its pool is gone already */
-    if (pc->armed) {
-        proc_disarm(pc, "connection closed");
-    }
-    /* Disarmed, the record is the worker's alone; once the child is
-     * stopping the watchdog is gone (and proc_wd_shut closed the
-     * duplicates unless it could not take the lock). */
-    if (proc_wd.stopped && pc->fd >= 0) {
-        close(pc->fd);
-        pc->fd = -1;
-    }
-    if (pc->pending != pc->inline_buf) {
-        free(pc->pending);
-        pc->pending = pc->inline_buf;
-    }
-    return APR_SUCCESS;
-}
-
-/* What the watchdog needs to make its own duplicate of the client socket
- * at the first 102 (proc_wd_dup_socket): its number and both addresses.
- * No system call: the socket holds the addresses from accept() and from
- * httpd's core_create_conn() (which asked for the local one).  The
- * socket's own remote address, not c->client_addr, which mod_remoteip's
- * PROXY protocol support replaces. */
-static void proc_copy_addr(proc_addr *to, apr_socket_t *sock,
-                           apr_interface_e which)
-{
-    apr_sockaddr_t *from = NULL;
-
-    if (apr_socket_addr_get(&from, which, sock) == APR_SUCCESS
-        && (apr_size_t)from->salen <= sizeof(to->u)) {
-        memcpy(&to->u, &from->sa, from->salen);
-        to->len = from->salen;
-    }
-    else {
-        to->u.sa.sa_family = AF_UNSPEC;     /* matches no socket: no 102 */
-        to->len = 0;
-    }
-}
-
-static void proc_copy_socket(proc_conn *pc)
-{
-    apr_socket_t *sock = ap_get_conn_socket(pc->c);
-
-    if (apr_os_sock_get(&pc->conn_fd, sock) != APR_SUCCESS) {
-        pc->conn_fd = -1;
-    }
-    proc_copy_addr(&pc->local, sock, APR_LOCAL);
-    proc_copy_addr(&pc->peer, sock, APR_REMOTE);
-}
-
-/* Bytes of an earlier response may still sit in the core output filter
- * (pipelining) or in mod_ssl's buffers; push them out now, in the worker,
- * so that a raw 102 can never overtake them. */
-static void proc_flush_connection(request_rec *r, proc_conn *pc)
-{
-    conn_rec *c = r->connection;
-    apr_bucket_brigade *bb;
-
-    if (!pc->ssl && !c->data_in_output_filters) {
-        return;
-    }
-    bb = apr_brigade_create(r->pool, c->bucket_alloc);
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
-    ap_pass_brigade(c->output_filters, bb);
-    apr_brigade_destroy(bb);
-}
-
-/* The gates go in on the connection's first arm and stay for its life, so
- * a connection that never arms carries no filter of ours.  Passing r lets
- * httpd relink the request's filter chain to the new head. */
-static void proc_add_gates(request_rec *r, proc_conn *pc)
-{
-    if (pc->gates_added) {
-        return;
-    }
-    ap_add_output_filter_handle(proc_gate_out_handle, pc, r, r->connection);
-    if (pc->ssl) {
-        ap_add_input_filter_handle(proc_gate_in_handle, pc, r,
-                                   r->connection);
-    }
-    pc->gates_added = 1;
-}
-
-/* The watchdog names the request in its log lines (debug and trace) by
- * a copy of its log id, made only when the request logs this module at
- * debug level. */
-static void proc_copy_log_id(request_rec *r, proc_conn *pc)
-{
-    pc->log_debug = APLOG_R_IS_LEVEL(r, APLOG_DEBUG);
-    if (!pc->log_debug) {
-        memcpy(pc->log_id, "-", sizeof("-"));
-        return;
-    }
-    if (!r->log_id) {
-        ap_run_generate_log_id(r->connection, r, &r->log_id);
-    }
-    apr_cpystrn(pc->log_id, r->log_id ? r->log_id : "-",
-                sizeof(pc->log_id));
-}
-
-/* ProcessingMaxCount, lowered (never raised) by the client's 1xx budget
- * (its family's measured cap less the other 1xx it sees) and by the env var processing-max-count=N (1..1000). */
-static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg,
-                                  int client_cap)
-{
-    int max = cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT
-                                      : cfg->max_count;
-    const char *cap = apr_is_empty_table(r->subprocess_env) ? NULL
-                      : apr_table_get(r->subprocess_env,
-                                      "processing-max-count");
-
-    if (client_cap && (max == 0 || client_cap < max)) {
-        max = client_cap;
-    }
-    if (cap) {
-        char *end;
-        long n = strtol(cap, &end, 10);
-        if (end == cap || *end || n < 1 || n > PROC_MAX_COUNT_LIMIT) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ignoring "
-                          "processing-max-count '%s' (allowed 1 to %d)",
-                          cap, PROC_MAX_COUNT_LIMIT);
+    if (r->prev) {
+        /* mod_log_config logs the last request of a redirect chain. */
+        const char *sent = apr_table_get(r->prev->notes, "processing-sent");
+        if (sent) {
+            apr_table_setn(r->notes, "processing-sent", sent);
         }
-        else if (max == 0 || n < max) {
-            max = (int)n;
+        if (proc_redirect_of_armed(r, pc)) {
+            return DECLINED;
         }
     }
-    return max;
-}
-
-/* The request is fully received and its handler runs: start the clock,
- * from `start` (when the request or its body was complete). */
-static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
-                     apr_time_t start)
-{
-    apr_interval_time_t interval = cfg->interval == UNSET
-                                   ? PROC_DEFAULT_INTERVAL : cfg->interval;
-    apr_interval_time_t delay = cfg->delay == UNSET ? interval : cfg->delay;
-    apr_interval_time_t max_time = cfg->max_time == UNSET ? 0
-                                                          : cfg->max_time;
-    apr_time_t due = start + delay;
-    apr_status_t rv = APR_SUCCESS;
-    const char *failed = NULL;
-    int level = APLOG_ERR;
-    int woke = 0;
-
-    proc_flush_connection(r, pc);
-    proc_add_gates(r, pc);
-    proc_copy_socket(pc);
-    pc->interval = interval;
-    pc->max_count = proc_request_max_count(r, cfg, pc->client_cap);
-    pc->s = r->server;
-    pc->conn_id = r->connection->id;
-    proc_copy_log_id(r, pc);
-
-    proc_lock();
-    pc->sent = 0;
-    pc->dead = 0;
-    pc->lost = 0;
-    pc->paused = 0;
-    pc->arm_seq++;
-    pc->pending_len = pc->pending_off = 0;
-    pc->due = due;
-    pc->stop_at = max_time ? start + max_time : PROC_NEVER;
-    if (proc_wd.closing) {
-        failed = "the child is stopping";
-        level = APLOG_DEBUG;
+    if ((why = proc_refused(r, cfg, &v)) != NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
+        return DECLINED;
     }
-    else if (proc_wd.start_failed) {
-        failed = "no watchdog thread in this child";
-        level = APLOG_DEBUG;
+    if (v.family) {
+        apr_table_setn(r->notes, "processing-client", v.family->name);
     }
-    else if (!proc_wd.thread && (rv = proc_wd_start()) != APR_SUCCESS) {
-        failed = "cannot start the watchdog thread";
+    if (v.prefers) {
+        /* RFC 7240: tell the client its preference is honoured. */
+        apr_table_mergen(r->err_headers_out, "Preference-Applied",
+                         "processing");
     }
-    else if (!proc_heap_push(pc)) {
-        failed = "out of memory";
+    pc = proc_conn_get(r->connection);
+    AP_DEBUG_ASSERT(!pc->armed);    /* the last request crossed the gate */
+    pc->r = r;
+    pc->client_cap = v.cap;
+    if (!ap_request_has_body(r)) {
+        /* Complete when its head was read: the clock starts there, as the
+         * client's and any proxy's own timer did. */
+        proc_arm(r, pc, cfg, r->request_time);
+        return DECLINED;
     }
-    else {
-        pc->armed = 1;
-        proc_wd.armed_here++;
-        if (due > proc_wd.horizon) {
-            proc_wd.horizon = due;
-        }
-        /* Wake the watchdog only if it sleeps toward a later time: a
-         * request that ends before its first 102 then costs no context
-         * switch.  (sleep_until is on the grid, 0 while the thread is
-         * awake, or PROC_NEVER.) */
-        if (due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
-            proc_wd_wake();
-            woke = 1;
-        }
-    }
-    proc_unlock();
-
-    if (failed) {
-        ap_log_rerror(APLOG_MARK, level, rv, r, "not armed: %s", failed);
-        return;
-    }
-    apr_atomic_inc32(&proc_counters->armed_now);
-    apr_atomic_inc32(&proc_counters->armed_total);
-    if (pc->log_debug) {
-        apr_time_t now = apr_time_now();
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "armed: first 102 "
-                      "in %" APR_TIME_T_FMT "ms, then every %" APR_TIME_T_FMT
-                      "ms, at most %d (0: no limit), request %s%s",
-                      apr_time_as_msec(due > now ? due - now : 0),
-                      apr_time_as_msec(interval), pc->max_count,
-                      pc->log_id, woke ? " (watchdog woken)" : "");
-    }
-}
-
-/* Takes an armed TLS record out of the watchdog's reach while a
- * subrequest or internal redirect runs its request phases: mod_ssl's
- * access hooks may start a renegotiation or post-handshake authentication
- * on the connection's SSL there, below the gates.  Any unsent part of a
- * 102 goes out first, as the gate would write it. */
-static void proc_pause(proc_conn *pc)
-{
-    const unsigned char *rest = NULL;
-    apr_size_t rest_len = 0;
-    int lost = 0;
-
-    proc_lock();
-    if (pc->armed && pc->paused++ == 0) {
-        proc_heap_remove(pc);
-        rest_len = proc_take_remainder(pc, &rest);
-        if (rest_len > 0) {
-            pc->sent++;
-        }
-        lost = pc->lost;
-    }
-    proc_unlock();
-    if (rest_len > 0) {
-        proc_write_remainder(pc, rest, rest_len);
-    }
-    if (lost) {
-        /* mod_ssl must not go on with a stream out of step. */
-        proc_abort_connection(pc);
-    }
-}
-
-/* The request that paused pc is past its phases (or gone): the record
- * goes back to the watchdog when no other pause holds it, with its
- * schedule unchanged (a 102 due meanwhile goes out at once). */
-static void proc_resume(proc_pause_mark *mark)
-{
-    proc_conn *pc = mark->pc;
-
-    mark->pc = NULL;
-    proc_lock();
-    if (pc->armed && pc->arm_seq == mark->arm_seq && pc->paused > 0
-        && --pc->paused == 0 && !pc->dead && proc_wd.running) {
-        if (proc_heap_push(pc)
-            && pc->due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
-            proc_wd_wake();
-        }
-    }
-    proc_unlock();
-}
-
-static apr_status_t proc_pause_cleanup(void *data)
-{
-    proc_pause_mark *mark = data;
-
-    if (mark->pc && !proc_wd.stopped) {
-        proc_resume(mark);
-    }
-    return APR_SUCCESS;
-}
-
-/* A subrequest or internal redirect is being made (create_request runs
- * before any of its phases).  Plain connections need nothing: the
- * watchdog only writes to its own descriptor.  Lookup subrequests may
- * never run a handler or be destroyed before the main request ends, so
- * the pause ends with the last phase (proc_fixups) or the request's
- * pool. */
-static int proc_create_request(request_rec *r)
-{
-    proc_conn *pc;
-    proc_pause_mark *mark;
-
-    if (!r->main && !r->prev) {
-        return OK;
-    }
-    pc = ap_get_module_config(r->connection->conn_config, &processing_module);
-    if (!pc || !pc->ssl || !pc->armed || proc_wd.stopped) {
-        return OK;
-    }
-    mark = apr_palloc(r->pool, sizeof(*mark));
-    mark->pc = pc;
-    proc_pause(pc);
-    mark->arm_seq = pc->arm_seq;
-    ap_set_module_config(r->request_config, &processing_module, mark);
-    apr_pool_cleanup_register(r->pool, mark, proc_pause_cleanup,
+    /* ap_invoke_handler() always sets a name before it runs handlers. */
+    r->handler = pc->in_handler = apr_pstrdup(r->pool, r->handler
+                                                       ? r->handler : "");
+    apr_table_setn(r->notes, "processing-sent", "0");   /* until it arms */
+    apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
                               apr_pool_cleanup_null);
-    return OK;
-}
-
-/* Last of the fixups, the last request phase: a subrequest or redirect
- * that paused its connection's record is done with mod_ssl's hooks. */
-static int proc_fixups(request_rec *r)
-{
-    proc_pause_mark *mark = ap_get_module_config(r->request_config,
-                                                 &processing_module);
-
-    if (mark && mark->pc) {
-        proc_resume(mark);
-    }
+    ap_add_input_filter_handle(proc_body_filter_handle, pc, r, r->connection);
     return DECLINED;
 }
 
-/* Whether a response was already started for r or for any request before
- * it in its internal redirect chain (an ErrorDocument after partial
- * output): bytes may be on the wire, so no 102 may follow. */
+/* The decision (DESIGN.md, "Who receives the 102"), cheapest test first. */
+
+/* Whether a response was started for r or a request before it in its
+ * redirect chain (an ErrorDocument after partial output). */
 static int proc_response_started(const request_rec *r)
 {
     for (; r; r = r->prev) {
@@ -1710,69 +1191,6 @@ static int proc_response_started(const request_rec *r)
         }
     }
     return 0;
-}
-
-/* Request input filter above HTTP_IN: arms when the body reaches EOS while
- * the handler runs.  httpd also reads the body after the handler has
- * returned, to discard what it left unread (ap_finalize_request_protocol;
- * and HTTP_IN makes up an EOS for an unanswered "Expect: 100-continue"),
- * with r->status 200 when the handler succeeded but left its output
- * buffered: such a read must not arm.  r->handler tells the two apart:
- * proc_handler put a copy of its own there, and ap_invoke_handler() puts
- * the old pointer back as soon as the handlers return.  (After an internal
- * redirect f->r is the new request, never pc->r: no arm either.) */
-static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
-                                     ap_input_mode_t mode,
-                                     apr_read_type_e block,
-                                     apr_off_t readbytes)
-{
-    apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
-    request_rec *r = f->r;
-    proc_conn *pc = f->ctx;
-    apr_bucket *e;
-
-    if (rv != APR_SUCCESS || mode == AP_MODE_SPECULATIVE) {
-        return rv;
-    }
-    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
-         e = APR_BUCKET_NEXT(e)) {
-        if (APR_BUCKET_IS_EOS(e)) {
-            ap_remove_input_filter(f);
-            if (pc->r == r && r->handler == pc->in_handler && !pc->armed
-                && ap_is_HTTP_SUCCESS(r->status)
-                && !proc_response_started(r)) {
-                proc_arm(r, pc, ap_get_module_config(r->per_dir_config,
-                                                     &processing_module),
-                         apr_time_now());
-            }
-            break;
-        }
-    }
-    return rv;
-}
-
-/* Whether r's connection is TLS through something else than mod_ssl
- * (mod_tls, mod_gnutls): the watchdog can encrypt only with mod_ssl's
- * SSL, and clear bytes would break the stream.  A configuration matter:
- * said at INFO once per child. */
-static int proc_tls_not_ours(request_rec *r)
-{
-#ifdef PROC_HAS_SSL_CONN_IS_SSL
-    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
-                                         &processing_module);
-
-    if ((pc && pc->ssl) || !ap_ssl_conn_is_ssl(r->connection)) {
-        return 0;
-    }
-    if (apr_atomic_cas32(&proc_tls_refusal_logged, 1, 0) == 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "no 102 Processing on "
-                      "TLS connections not served by mod_ssl (said once "
-                      "per child)");
-    }
-    return 1;
-#else
-    return 0;
-#endif
 }
 
 /* Why r must never get a 102, or NULL if it may. */
@@ -1793,8 +1211,7 @@ static const char *proc_ineligible(request_rec *r)
     if (apr_table_get(r->headers_in, "Upgrade")) {
         return "Upgrade request";
     }
-    if (!apr_is_empty_table(r->subprocess_env)
-        && apr_table_get(r->subprocess_env, "no-processing")) {
+    if (apr_table_get(r->subprocess_env, "no-processing")) {
         return "no-processing set";
     }
     if (proc_response_started(r)) {
@@ -1806,9 +1223,8 @@ static const char *proc_ineligible(request_rec *r)
     return NULL;
 }
 
-/* Whether the Prefer header (RFC 7240; httpd merges repeated headers into
- * one comma-separated list) carries the "processing" preference, with or
- * without a value or parameters, in any letter case. */
+/* Whether Prefer (RFC 7240; httpd joins repeated headers with commas)
+ * carries "processing", with or without value or parameters, any case. */
 static int proc_prefers_processing(request_rec *r)
 {
     const char *v = apr_table_get(r->headers_in, "Prefer");
@@ -1844,7 +1260,7 @@ static int proc_prefers_processing(request_rec *r)
 static int proc_family_matches(request_rec *r, const char *ua,
                                const proc_known_client *k)
 {
-    if (ua[0] != k->prefix[0] || strncmp(ua, k->prefix, k->prefix_len)) {
+    if (strncmp(ua, k->prefix, k->prefix_len)) {
         return 0;
     }
     if (k->exact ? ua[k->prefix_len] != '\0'
@@ -1872,8 +1288,7 @@ static const proc_known_client *proc_known_family(request_rec *r)
     return NULL;
 }
 
-/* Whether r waits for a 100 Continue before sending its body: httpd sends
- * one (a 1xx of the stream) when the handler reads the body. */
+/* Whether r waits for a 100 Continue (a 1xx of the stream) before its body. */
 static int proc_expects_continue(request_rec *r)
 {
     const char *expect = apr_table_get(r->headers_in, "Expect");
@@ -1881,8 +1296,7 @@ static int proc_expects_continue(request_rec *r)
     return expect && !ap_cstr_casecmp(expect, "100-continue");
 }
 
-/* Whether mod_proxy handles r: mod_proxy_http forwards the backend's
- * interim responses, so this request's 1xx stream is not ours alone. */
+/* Whether mod_proxy handles r: it forwards the backend's 1xx too. */
 static int proc_proxy_handler(const request_rec *r)
 {
     return r->proxyreq != PROXYREQ_NONE
@@ -1890,8 +1304,7 @@ static int proc_proxy_handler(const request_rec *r)
                               || !strncmp(r->handler, "proxy:", 6)));
 }
 
-/* Request headers that intermediaries add: a request with any of them came
- * through a front, and the 102 goes to that front first. */
+/* Request headers that intermediaries (fronts) add. */
 static const char *const proc_front_headers[] = {
     "Via", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host",
     "X-Forwarded-Proto", "X-Forwarded-Server", "X-Real-IP", "X-Varnish",
@@ -1928,10 +1341,8 @@ static int proc_list_len(const char *v)
 }
 
 /* Whether every front r came through was Apache's mod_proxy_http, which
- * passes interim responses on as they come: each adds an entry to
- * X-Forwarded-For and to X-Forwarded-Server (ProxyAddHeaders, on by
- * default), so the lists are as long as each other, and none adds the
- * headers other fronts do. */
+ * passes 1xx on: each adds an entry to X-Forwarded-For and -Server
+ * (ProxyAddHeaders), and none adds other fronts' headers. */
 static int proc_front_is_mod_proxy(request_rec *r)
 {
     const char *servers = apr_table_get(r->headers_in, "X-Forwarded-Server");
@@ -1947,8 +1358,7 @@ static int proc_front_is_mod_proxy(request_rec *r)
            && !apr_table_get(r->headers_in, "CDN-Loop");
 }
 
-/* Whether the connection's peer is a front the administrator declared with
- * ProcessingTrustedProxy. */
+/* Whether the peer is a front declared with ProcessingTrustedProxy. */
 static int proc_front_declared(request_rec *r, const proc_dir_cfg *cfg)
 {
     apr_ipsubnet_t **fronts;
@@ -1966,12 +1376,9 @@ static int proc_front_declared(request_rec *r, const proc_dir_cfg *cfg)
     return 0;
 }
 
-/* Why the front r came through, if any, would not carry 102s to the
- * client, or NULL.  Varnish turns a backend's 1xx into a 503 ("Backend
- * fetch failed") and Traffic Server passes the first 102 on and then never
- * the final response, declared or not; nginx takes any 1xx but 103 as the
- * final response; Envoy forwards only the first.  So a front gets 102s
- * only when declared or recognised. */
+/* Why the front r came through would not carry 102s on, or NULL: Varnish
+ * turns a backend's 1xx into a 503, Traffic Server passes the first 102
+ * and then never the final response; others pass if declared or known. */
 static const char *proc_front_refused(request_rec *r, const proc_dir_cfg *cfg,
                                       const proc_verdict *v)
 {
@@ -1990,9 +1397,8 @@ static const char *proc_front_refused(request_rec *r, const proc_dir_cfg *cfg,
            "(ProcessingTrustedProxy declares one)";
 }
 
-/* Whether the client may get 102s under the ProcessingClients policy, or
- * the reason it may not: it asks for them (Prefer), or belongs to a
- * family known to take them in this request's flow. */
+/* Why the client may not get 102s under the ProcessingClients policy, or
+ * NULL: it asks (Prefer), or its family takes them in this flow. */
 static const char *proc_client_refused(request_rec *r, int policy,
                                        const proc_verdict *v)
 {
@@ -2011,10 +1417,9 @@ static const char *proc_client_refused(request_rec *r, int policy,
     return NULL;
 }
 
-/* The 1xx budget: a capped client's or front's cap is on every 1xx it
- * sees, ours and others'.  A 100 Continue counts; behind a front or under
- * mod_proxy, others may add 1xx to a client's stream that we cannot
- * count: then none of ours for a capped client. */
+/* The 1xx budget: a cap is on every 1xx the client or front sees, a 100
+ * Continue too.  Behind a front or under mod_proxy others may add 1xx we
+ * cannot count: then none for a capped client. */
 static const char *proc_budget_refused(request_rec *r, proc_verdict *v)
 {
     int cap = v->family ? v->family->cap : 0;
@@ -2033,9 +1438,7 @@ static const char *proc_budget_refused(request_rec *r, proc_verdict *v)
     return v->cap < 1 ? "the 1xx cap is reached already" : NULL;
 }
 
-/* The one decision: whether r may get 102s, filling in v, or the reason it
- * may not.  The cheap tests come first; the front and the 1xx budget are
- * looked at only for a request that would otherwise arm. */
+/* The one decision: whether r may get 102s, filling in v, or why not. */
 static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
                                 proc_verdict *v)
 {
@@ -2045,17 +1448,14 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
 
     memset(v, 0, sizeof(*v));
     if (why || policy == PROC_CLIENTS_ALL) {
-        /* "all": every eligible request, with no family caps (the
-         * administrator sets them: processing-clients.conf). */
-        return why;
+        return why;     /* "all": no client, front or cap test */
     }
     v->prefers = proc_prefers_processing(r);
     v->family = proc_known_family(r);
     v->expects_continue = proc_expects_continue(r);
-    /* force-processing (known policy) is the administrator's decision:
-     * no client or front test, but the family's 1xx budget holds. */
+    /* force-processing: the administrator's decision, no client or front
+     * test; the family's 1xx budget still holds. */
     forced = policy == PROC_CLIENTS_KNOWN
-             && !apr_is_empty_table(r->subprocess_env)
              && apr_table_get(r->subprocess_env, "force-processing");
     if (!forced && (why = proc_client_refused(r, policy, v))) {
         return why;
@@ -2070,85 +1470,383 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
     return proc_budget_refused(r, v);
 }
 
-/* Runs first among handlers and always declines: the handler is about to
- * start, so the request may be armed now or once its body is read. */
-static int proc_handler(request_rec *r)
+/* Input filter above HTTP_IN: arms at the body's EOS, but only while r's
+ * handler runs.  httpd also reads after the handler returned, to discard
+ * an unread body (HTTP_IN makes up an EOS for an unanswered 100-continue),
+ * even with r->status 200: r->handler tells, since ap_invoke_handler()
+ * puts back the pointer proc_handler replaced with its copy. */
+static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                     ap_input_mode_t mode,
+                                     apr_read_type_e block,
+                                     apr_off_t readbytes)
 {
-    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
-                                                   &processing_module);
-    proc_verdict v;
-    const char *why;
-    proc_conn *pc;
+    apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    request_rec *r = f->r;
+    proc_conn *pc = f->ctx;
+    apr_bucket *e;
 
-    if (cfg->enabled != 1 || !proc_wd.ready) {
-        return DECLINED;
+    if (rv != APR_SUCCESS || mode == AP_MODE_SPECULATIVE) {
+        return rv;
     }
-    if (r->prev) {
-        /* mod_log_config logs the last request of a redirect chain: it
-         * carries the count of the chain's 102s. */
-        const char *sent = apr_table_get(r->prev->notes, "processing-sent");
-        if (sent) {
-            apr_table_setn(r->notes, "processing-sent", sent);
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+         e = APR_BUCKET_NEXT(e)) {
+        if (!APR_BUCKET_IS_EOS(e)) {
+            continue;
         }
-    }
-    pc = ap_get_module_config(r->connection->conn_config, &processing_module);
-    if (pc && pc->r && r->prev) {
-        /* An internal redirect of the request that armed or waits for its
-         * body: its record covers this handler too. */
-        const request_rec *prev;
-        for (prev = r->prev; prev; prev = prev->prev) {
-            if (prev == pc->r) {
-                return DECLINED;
-            }
+        ap_remove_input_filter(f);
+        /* After an internal redirect f->r is the new request: no arm. */
+        if (pc->r == r && r->handler == pc->in_handler
+            && ap_is_HTTP_SUCCESS(r->status) && !proc_response_started(r)) {
+            AP_DEBUG_ASSERT(!pc->armed);
+            proc_arm(r, pc, ap_get_module_config(r->per_dir_config,
+                                                 &processing_module),
+                     apr_time_now());
         }
+        break;
     }
-    why = proc_refused(r, cfg, &v);
-    if (why) {
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
-        return DECLINED;
-    }
-    if (v.family) {
-        apr_table_setn(r->notes, "processing-client", v.family->name);
-    }
-    if (v.prefers) {
-        /* RFC 7240: tell the client its preference is honoured. */
-        apr_table_mergen(r->err_headers_out, "Preference-Applied",
-                         "processing");
-    }
-    pc = proc_conn_get(r->connection);
-    if (pc->armed) {
-        /* Cannot happen (the previous request's end crossed the gate),
-         * but never let one request inherit another's schedule; that
-         * request may be gone, so no note for it. */
-        pc->r = NULL;
-        proc_disarm(pc, "next request");
-    }
-    pc->r = r;
-    pc->client_cap = v.cap;
+    return rv;
+}
 
-    if (ap_request_has_body(r)) {
-        /* Armed later, if at all, by the body filter, and only while
-         * r->handler is this copy (proc_body_filter).  ap_invoke_handler()
-         * always sets a handler name before it runs the handlers. */
-        r->handler = pc->in_handler = apr_pstrdup(r->pool, r->handler
-                                                           ? r->handler
-                                                           : "");
-        /* Log "0" until it arms. */
-        apr_table_setn(r->notes, "processing-sent", "0");
-        apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
-                                  apr_pool_cleanup_null);
-        ap_add_input_filter_handle(proc_body_filter_handle, pc, r,
-                                   r->connection);
+/* What the watchdog needs to duplicate the socket at the first 102: its
+ * number and addresses, which the socket holds already.  Its own peer, not
+ * c->client_addr, which mod_remoteip's PROXY protocol support replaces. */
+static void proc_copy_addr(proc_addr *to, apr_socket_t *sock,
+                           apr_interface_e which)
+{
+    apr_sockaddr_t *from = NULL;
+
+    if (apr_socket_addr_get(&from, which, sock) == APR_SUCCESS
+        && (apr_size_t)from->salen <= sizeof(to->u)) {
+        memcpy(&to->u, &from->sa, from->salen);
+        to->len = from->salen;
     }
     else {
-        /* Armed now; its end always crosses the gate, which disarms it
-         * and lets go of r.  The request was complete when its head was
-         * read: the clock starts there, as the client's and any proxy's
-         * own timer did. */
-        proc_arm(r, pc, cfg, r->request_time);
+        to->u.sa.sa_family = AF_UNSPEC;     /* matches no socket: no 102 */
+        to->len = 0;
     }
-    return DECLINED;
 }
+
+static void proc_copy_socket(proc_conn *pc)
+{
+    apr_socket_t *sock = ap_get_conn_socket(pc->c);
+
+    if (apr_os_sock_get(&pc->conn_fd, sock) != APR_SUCCESS) {
+        pc->conn_fd = -1;
+    }
+    proc_copy_addr(&pc->local, sock, APR_LOCAL);
+    proc_copy_addr(&pc->peer, sock, APR_REMOTE);
+}
+
+/* An earlier response may still sit in the core output filter (pipelining)
+ * or in mod_ssl's buffers: flush it in the worker, before any 102. */
+static void proc_flush_connection(request_rec *r, proc_conn *pc)
+{
+    conn_rec *c = r->connection;
+    apr_bucket_brigade *bb;
+
+    if (!pc->ssl && !c->data_in_output_filters) {
+        return;
+    }
+    bb = apr_brigade_create(r->pool, c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
+    ap_pass_brigade(c->output_filters, bb);
+    apr_brigade_destroy(bb);
+}
+
+/* The gates go in at the connection's first arm and stay: a connection
+ * that never arms has no filter of ours.  Passing r relinks its chain. */
+static void proc_add_gates(request_rec *r, proc_conn *pc)
+{
+    if (pc->gates_added) {
+        return;
+    }
+    ap_add_output_filter_handle(proc_gate_out_handle, pc, r, r->connection);
+    if (pc->ssl) {
+        ap_add_input_filter_handle(proc_gate_in_handle, pc, r,
+                                   r->connection);
+    }
+    pc->gates_added = 1;
+}
+
+/* The watchdog names the request by a copy of its log id, made only if r
+ * logs this module at debug level. */
+static void proc_copy_log_id(request_rec *r, proc_conn *pc)
+{
+    pc->log_debug = APLOG_R_IS_LEVEL(r, APLOG_DEBUG);
+    if (!pc->log_debug) {
+        memcpy(pc->log_id, "-", sizeof("-"));
+        return;
+    }
+    if (!r->log_id) {
+        ap_run_generate_log_id(r->connection, r, &r->log_id);
+    }
+    apr_cpystrn(pc->log_id, r->log_id ? r->log_id : "-",
+                sizeof(pc->log_id));
+}
+
+/* ProcessingMaxCount, lowered (never raised) by the client's 1xx budget
+ * and by the env var processing-max-count=N (1..1000). */
+static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg,
+                                  int client_cap)
+{
+    int max = cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT
+                                      : cfg->max_count;
+    const char *cap = apr_table_get(r->subprocess_env,
+                                    "processing-max-count");
+
+    if (client_cap && (max == 0 || client_cap < max)) {
+        max = client_cap;
+    }
+    if (cap) {
+        char *end;
+        long n = strtol(cap, &end, 10);
+        if (end == cap || *end || n < 1 || n > PROC_MAX_COUNT_LIMIT) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "ignoring "
+                          "processing-max-count '%s' (allowed 1 to %d)",
+                          cap, PROC_MAX_COUNT_LIMIT);
+        }
+        else if (max == 0 || n < max) {
+            max = (int)n;
+        }
+    }
+    return max;
+}
+
+/* The request is fully received and its handler runs: start the clock
+ * from `start`.  Only the watchdog's state can still refuse. */
+static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
+                     apr_time_t start)
+{
+    apr_interval_time_t interval = cfg->interval == UNSET
+                                   ? PROC_DEFAULT_INTERVAL : cfg->interval;
+    apr_interval_time_t delay = cfg->delay == UNSET ? interval : cfg->delay;
+    apr_interval_time_t max_time = cfg->max_time == UNSET ? 0
+                                                          : cfg->max_time;
+    apr_time_t due = start + delay;
+    apr_status_t rv = APR_SUCCESS;
+    const char *failed = NULL;
+    int level = APLOG_ERR;
+    apr_uint32_t state;
+    int woke = 0;
+
+    proc_flush_connection(r, pc);
+    proc_add_gates(r, pc);
+    proc_copy_socket(pc);
+    pc->interval = interval;
+    pc->max_count = proc_request_max_count(r, cfg, pc->client_cap);
+    pc->s = r->server;
+    pc->conn_id = r->connection->id;
+    proc_copy_log_id(r, pc);
+
+    proc_lock();
+    pc->sent = 0;
+    pc->dead = 0;
+    pc->lost = 0;
+    pc->paused = 0;
+    pc->arm_seq++;
+    pc->pending_len = pc->pending_off = 0;
+    pc->due = due;
+    pc->stop_at = max_time ? start + max_time : PROC_NEVER;
+    if ((state = proc_wd_state()) == PROC_WD_READY) {
+        rv = proc_wd_start();
+        state = proc_wd_state();
+    }
+    if (rv != APR_SUCCESS) {
+        failed = "cannot start the watchdog thread";    /* once: FAILED */
+    }
+    else if (state != PROC_WD_RUNNING) {
+        failed = state == PROC_WD_FAILED ? "no watchdog thread in this child"
+                                         : "the child is stopping";
+        level = APLOG_DEBUG;
+    }
+    else if (!proc_heap_push(pc)) {
+        failed = "out of memory";
+    }
+    else {
+        pc->armed = 1;
+        proc_wd.armed_here++;
+        if (due > proc_wd.horizon) {
+            proc_wd.horizon = due;
+        }
+        /* Wake the watchdog only if it sleeps toward a later time (on the
+         * grid, 0 while awake, or PROC_NEVER): a fast request costs no
+         * context switch. */
+        if (due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
+            proc_wd_wake();
+            woke = 1;
+        }
+    }
+    proc_unlock();
+
+    if (failed) {
+        ap_log_rerror(APLOG_MARK, level, rv, r, "not armed: %s", failed);
+        return;
+    }
+    apr_atomic_inc32(&proc_counters->armed_now);
+    apr_atomic_inc32(&proc_counters->armed_total);
+    if (pc->log_debug) {
+        apr_time_t now = apr_time_now();
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "armed: first 102 "
+                      "in %" APR_TIME_T_FMT "ms, then every %" APR_TIME_T_FMT
+                      "ms, at most %d (0: no limit), request %s%s",
+                      apr_time_as_msec(due > now ? due - now : 0),
+                      apr_time_as_msec(interval), pc->max_count,
+                      pc->log_id, woke ? " (watchdog woken)" : "");
+    }
+}
+
+/* Writes the rest of a 102 the watchdog could not finish, blocking (with
+ * the connection's Timeout) in the worker, before any other byte. */
+static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
+                                 apr_size_t len)
+{
+    apr_socket_t *sock = ap_get_conn_socket(pc->c);
+
+    while (len > 0) {
+        apr_size_t n = len;
+        apr_status_t rv = apr_socket_send(sock, (const char *)buf, &n);
+        buf += n;
+        len -= n;
+        if (rv != APR_SUCCESS) {
+            ap_log_cerror(APLOG_MARK, APLOG_TRACE1, rv, pc->c,
+                          "cannot complete a 102 Processing");
+            return;
+        }
+    }
+    apr_atomic_inc32(&proc_counters->sent_total);
+}
+
+/* Lock held, pc out of the heap: the unsent part of a 102, for the caller
+ * to write once the lock is released (the watchdog looks at it again only
+ * after the next arm). */
+static apr_size_t proc_take_remainder(proc_conn *pc,
+                                      const unsigned char **rest)
+{
+    apr_size_t len = pc->pending_len - pc->pending_off;
+
+    *rest = pc->pending + pc->pending_off;
+    pc->pending_len = pc->pending_off = 0;
+    return len;
+}
+
+/* A TLS record the watchdog could not keep: the stream is out of step. */
+static apr_status_t proc_abort_connection(proc_conn *pc)
+{
+    ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, pc->c, "a 102 Processing TLS "
+                  "record could not be kept; closing the connection");
+    pc->c->aborted = 1;
+    pc->c->keepalive = AP_CONN_CLOSE;
+    return APR_ECONNABORTED;
+}
+
+/* Stops 102s for the current request: from the gates, and as safety nets
+ * from the request's and the connection's pool cleanups.  Once pc->armed
+ * is 0 under the lock the watchdog never touches pc again.  Returns
+ * whether a TLS record was lost (the caller closes the connection). */
+static int proc_disarm(proc_conn *pc, const char *why)
+{
+    const unsigned char *rest;
+    apr_size_t rest_len;
+    int sent, lost;
+    request_rec *r;
+
+    if (proc_wd_state() == PROC_WD_GONE) {
+        pc->armed = 0;      /* the watchdog is gone or never runs again */
+        return 0;
+    }
+    proc_lock();
+    pc->armed = 0;
+    pc->paused = 0;
+    proc_heap_remove(pc);
+    proc_close_fd(pc);
+    rest_len = proc_take_remainder(pc, &rest);
+    sent = pc->sent;
+    lost = pc->lost;
+    proc_wd.armed_here--;
+    proc_unlock();
+
+    apr_atomic_dec32(&proc_counters->armed_now);
+    if (rest_len > 0) {
+        proc_write_remainder(pc, rest, rest_len);
+        sent++;
+    }
+    if (pc->r) {
+        /* %{processing-sent}n, on every request of the redirect chain. */
+        const char *val = sent ? apr_itoa(pc->r->pool, sent) : "0";
+        for (r = pc->r; r; r = r->next) {
+            apr_table_setn(r->notes, "processing-sent", val);
+        }
+        if (pc->log_debug) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, pc->r,
+                          "disarmed (%s) after %d 102 Processing, "
+                          "request %s", why, sent, pc->log_id);
+        }
+        pc->r = NULL;       /* its response has started */
+    }
+    return lost;
+}
+
+/* The output gate, a connection filter above mod_ssl's that every byte
+ * the worker writes crosses.  Armed: disarm first.  Not armed: one test. */
+static apr_status_t proc_gate_out(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    proc_conn *pc = f->ctx;
+
+    if (pc->armed && proc_disarm(pc, "response started")) {
+        return proc_abort_connection(pc);
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+/* For a request waiting for its body (it may end unarmed).  Its pool can
+ * outlive the next request's start (pipelining): only pc->r lets go. */
+static apr_status_t proc_request_cleanup(void *data)
+{
+    request_rec *r = data;
+    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
+                                         &processing_module);
+
+    if (pc->r == r) {
+        pc->r = NULL;       /* going away: no note, no log */
+        if (pc->armed) {
+            proc_disarm(pc, "request ended");
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* The record leaves the heap before its memory goes, with its descriptor
+ * and heap buffer: the net under the gate (e.g. a child exiting in the
+ * middle of a handler). */
+static apr_status_t proc_conn_cleanup(void *data)
+{
+    proc_conn *pc = data;
+
+    pc->r = NULL;           /* its pool is gone already */
+    if (pc->armed) {
+        proc_disarm(pc, "connection closed");
+    }
+    /* proc_wd_shut closed the duplicates, unless it had no lock. */
+    if (proc_wd_state() == PROC_WD_GONE && pc->fd >= 0) {
+        proc_sys_close(pc->fd);
+        pc->fd = -1;
+    }
+    if (pc->pending != pc->inline_buf) {
+        free(pc->pending);
+        pc->pending = pc->inline_buf;
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS (mod_ssl)                                                      */
+/*
+ * The watchdog encrypts each 102 with the connection's SSL and a private
+ * memory BIO while the worker runs no OpenSSL code on the connection (see
+ * the header comment; DESIGN.md, "The lock and TLS rules").  The functions
+ * marked "Watchdog" run on its thread with the lock held; the rest on the
+ * worker.
+ */
 
 /* mod_ssl tells us each TLS connection's SSL (never for proxy backends). */
 static int proc_ssl_pre_handshake(conn_rec *c, SSL *ssl, int is_proxy)
@@ -2160,6 +1858,195 @@ static int proc_ssl_pre_handshake(conn_rec *c, SSL *ssl, int is_proxy)
 #endif
     if (!is_proxy) {
         proc_conn_get(c)->ssl = ssl;
+    }
+    return DECLINED;
+}
+
+/* Whether r's connection is TLS but not mod_ssl's (mod_tls, mod_gnutls):
+ * clear bytes would break it.  Said at INFO once per child. */
+static int proc_tls_not_ours(request_rec *r)
+{
+#ifdef PROC_HAS_SSL_CONN_IS_SSL
+    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
+                                         &processing_module);
+
+    if ((pc && pc->ssl) || !ap_ssl_conn_is_ssl(r->connection)) {
+        return 0;
+    }
+    if (apr_atomic_cas32(&proc_tls_refusal_logged, 1, 0) == 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "no 102 Processing on "
+                      "TLS connections not served by mod_ssl (said once "
+                      "per child)");
+    }
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* Watchdog: whether SSL_write would send only application data, not
+ * handshake messages OpenSSL owes the peer (renegotiation, post-handshake
+ * authentication, a KeyUpdate), which would run mod_ssl's callbacks. */
+static int proc_tls_idle(SSL *ssl)
+{
+    return SSL_get_shutdown(ssl) == 0 && !SSL_in_init(ssl)
+#ifdef SSL_KEY_UPDATE_NONE
+           && SSL_get_key_update_type(ssl) == SSL_KEY_UPDATE_NONE
+#endif
+           ;
+}
+
+/* Watchdog: moves every byte SSL_write produced into pc->pending; OpenSSL
+ * has counted the record, so none may be dropped. */
+static int proc_tls_keep_record(proc_conn *pc)
+{
+    apr_size_t len = (apr_size_t)BIO_ctrl_pending(proc_wd.tls_out);
+    int out;
+
+    if (!proc_wd_reserve(pc, len)) {
+        return 0;
+    }
+    while (len > 0) {
+        out = BIO_read(proc_wd.tls_out, pc->pending + pc->pending_len,
+                       (int)len);
+        if (out <= 0) {
+            return 0;
+        }
+        pc->pending_len += out;
+        len -= out;
+    }
+    return 1;
+}
+
+/* Watchdog: appends data to pc->pending as one TLS record.  On failure it
+ * is lost: the worker closes the connection (the gates, the pause). */
+static int proc_tls_encode(proc_conn *pc, const char *data, apr_size_t len)
+{
+    BIO *saved = SSL_get_wbio(pc->ssl);
+    int n;
+
+    /* Each SSL_set0_wbio() drops a reference: one more on each BIO. */
+    BIO_up_ref(saved);
+    BIO_up_ref(proc_wd.tls_out);
+    SSL_set0_wbio(pc->ssl, proc_wd.tls_out);
+    n = SSL_write(pc->ssl, data, (int)len);
+    SSL_set0_wbio(pc->ssl, saved);
+
+    if (n != (int)len || !proc_tls_keep_record(pc)) {
+        ERR_clear_error();
+        (void)BIO_reset(proc_wd.tls_out);
+        pc->pending_len = pc->pending_off = 0;
+        pc->lost = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* The input gate: no SSL_read beside the watchdog's SSL_write.  A paused
+ * record is out of its reach: mod_ssl may read (a renegotiation in a
+ * subrequest) and the request keeps its 102s. */
+static apr_status_t proc_gate_in(ap_filter_t *f, apr_bucket_brigade *bb,
+                                 ap_input_mode_t mode,
+                                 apr_read_type_e block, apr_off_t readbytes)
+{
+    proc_conn *pc = f->ctx;
+
+    if (pc->armed && !pc->paused && proc_disarm(pc, "connection read")) {
+        return proc_abort_connection(pc);
+    }
+    return ap_get_brigade(f->next, bb, mode, block, readbytes);
+}
+
+/* Takes an armed record out of the watchdog's reach while a subrequest or
+ * redirect runs its phases, where mod_ssl's hooks may use the SSL below
+ * the gates; an unsent part of a 102 goes out first, as at the gate. */
+static void proc_pause(proc_conn *pc)
+{
+    const unsigned char *rest = NULL;
+    apr_size_t rest_len = 0;
+    int lost = 0;
+
+    proc_lock();
+    if (pc->armed && pc->paused++ == 0) {
+        proc_heap_remove(pc);
+        rest_len = proc_take_remainder(pc, &rest);
+        if (rest_len > 0) {
+            pc->sent++;
+        }
+        lost = pc->lost;
+    }
+    proc_unlock();
+    if (rest_len > 0) {
+        proc_write_remainder(pc, rest, rest_len);
+    }
+    if (lost) {
+        /* mod_ssl must not go on with a stream out of step. */
+        proc_abort_connection(pc);
+    }
+}
+
+/* The pausing request is past its phases (or gone): back to the watchdog
+ * when no other pause holds it, schedule unchanged. */
+static void proc_resume(proc_pause_mark *mark)
+{
+    proc_conn *pc = mark->pc;
+
+    mark->pc = NULL;
+    proc_lock();
+    if (pc->armed && pc->arm_seq == mark->arm_seq && pc->paused > 0
+        && --pc->paused == 0 && !pc->dead
+        && proc_wd_state() == PROC_WD_RUNNING) {
+        if (proc_heap_push(pc)
+            && pc->due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
+            proc_wd_wake();
+        }
+    }
+    proc_unlock();
+}
+
+static apr_status_t proc_pause_cleanup(void *data)
+{
+    proc_pause_mark *mark = data;
+
+    if (mark->pc && proc_wd_state() != PROC_WD_GONE) {
+        proc_resume(mark);
+    }
+    return APR_SUCCESS;
+}
+
+/* A subrequest or redirect is made, before any of its phases.  Lookups may
+ * never run a handler, so the pause ends with the last phase (fixups) or
+ * the request's pool. */
+static int proc_create_request(request_rec *r)
+{
+    proc_conn *pc;
+    proc_pause_mark *mark;
+
+    if (!r->main && !r->prev) {
+        return OK;
+    }
+    pc = ap_get_module_config(r->connection->conn_config, &processing_module);
+    if (!pc || !pc->ssl || !pc->armed || proc_wd_state() == PROC_WD_GONE) {
+        return OK;
+    }
+    mark = apr_palloc(r->pool, sizeof(*mark));
+    mark->pc = pc;
+    proc_pause(pc);
+    mark->arm_seq = pc->arm_seq;
+    ap_set_module_config(r->request_config, &processing_module, mark);
+    apr_pool_cleanup_register(r->pool, mark, proc_pause_cleanup,
+                              apr_pool_cleanup_null);
+    return OK;
+}
+
+/* Last of the fixups, the last phase: done with mod_ssl's hooks. */
+static int proc_fixups(request_rec *r)
+{
+    proc_pause_mark *mark = ap_get_module_config(r->request_config,
+                                                 &processing_module);
+
+    if (mark && mark->pc) {
+        proc_resume(mark);
     }
     return DECLINED;
 }
@@ -2196,17 +2083,18 @@ static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
     if (!base->configured) {
         return addv;
     }
+#define PROC_MERGE(f) cfg->f = add->f != UNSET ? add->f : base->f
     cfg = apr_palloc(p, sizeof(*cfg));
     cfg->configured = 1;
-    cfg->enabled = add->enabled != UNSET ? add->enabled : base->enabled;
-    cfg->interval = add->interval != UNSET ? add->interval : base->interval;
-    cfg->delay = add->delay != UNSET ? add->delay : base->delay;
-    cfg->max_count = add->max_count != UNSET ? add->max_count
-                                             : base->max_count;
-    cfg->max_time = add->max_time != UNSET ? add->max_time : base->max_time;
-    cfg->clients = add->clients != UNSET ? add->clients : base->clients;
+    PROC_MERGE(enabled);
+    PROC_MERGE(interval);
+    PROC_MERGE(delay);
+    PROC_MERGE(max_count);
+    PROC_MERGE(max_time);
+    PROC_MERGE(clients);
     cfg->fronts = add->fronts ? add->fronts : base->fronts;
     return cfg;
+#undef PROC_MERGE
 }
 
 /* Parses a duration the way httpd does (ap_timeout_parameter_parse: plain
@@ -2250,6 +2138,14 @@ static const char *proc_cfg_changed(void *dcfg, const char *err)
 
 static const char *proc_set_enabled(cmd_parms *cmd, void *dcfg, int flag)
 {
+#ifndef PROC_HAS_UNIX_IO
+    if (flag) {
+        return apr_psprintf(cmd->pool, "%s On: not available on this "
+                            "platform (it needs fcntl(F_DUPFD_CLOEXEC), "
+                            "send(MSG_DONTWAIT|MSG_NOSIGNAL) and POSIX "
+                            "threads)", cmd->cmd->name);
+    }
+#endif
     ((proc_dir_cfg *)dcfg)->enabled = flag;
     return proc_cfg_changed(dcfg, NULL);
 }

@@ -1,6 +1,6 @@
 """Every httpd path that can touch an armed request's connection, its socket
 or its SSL: driven one by one (issue 12's reproduced holes and the rows of
-the README's "Paths" table).
+DESIGN.md's "Paths" table).
 
 Each class names the hole it pins. All use ProcessingDelay 0 and a 100 ms
 interval, so that the watchdog is busy at the very moment the path runs;
