@@ -285,6 +285,7 @@ struct proc_conn {
     request_rec *r;                 /* [worker] request armed or waiting */
     const char *in_handler;         /* [worker] r->handler while it runs */
     int gates_added;                /* [worker] gate filters installed */
+    int socket_copied;              /* [worker] conn_fd, local, peer set */
     int log_debug;                  /* [worker] r logs at debug level */
     int client_cap;                 /* [worker] most 102s r's client takes */
 
@@ -296,6 +297,16 @@ typedef struct {
     proc_conn *pc;
     apr_uint32_t arm_seq;           /* the arm it paused */
 } proc_pause_mark;
+
+/* What the decision reads of a request's headers (proc_read_headers). */
+typedef struct {
+    const char *user_agent;
+    const char *prefer;
+    int expects_continue;           /* Expect: 100-continue */
+    int sec_fetch;                  /* Sec-Fetch-Mode: a browser's own */
+    int front;                      /* a front's header, or mod_remoteip
+                                     * replaced the client address */
+} proc_headers;
 
 /* What the decision to arm found out about a request (proc_refused). */
 typedef struct {
@@ -1225,10 +1236,8 @@ static const char *proc_ineligible(request_rec *r)
 
 /* Whether Prefer (RFC 7240; httpd joins repeated headers with commas)
  * carries "processing", with or without value or parameters, any case. */
-static int proc_prefers_processing(request_rec *r)
+static int proc_prefers_processing(const char *v)
 {
-    const char *v = apr_table_get(r->headers_in, "Prefer");
-
     while (v && *v) {
         const char *token;
         int quoted = 0;
@@ -1256,8 +1265,9 @@ static int proc_prefers_processing(request_rec *r)
     return 0;
 }
 
-/* Whether r's User-Agent belongs to the known family k. */
-static int proc_family_matches(request_rec *r, const char *ua,
+/* Whether the User-Agent ua belongs to the known family k; a browser's
+ * request must also carry Sec-Fetch-Mode (sec_fetch). */
+static int proc_family_matches(const char *ua, int sec_fetch,
                                const proc_known_client *k)
 {
     if (strncmp(ua, k->prefix, k->prefix_len)) {
@@ -1267,33 +1277,24 @@ static int proc_family_matches(request_rec *r, const char *ua,
                  : k->contains && !strstr(ua, k->contains)) {
         return 0;
     }
-    return !(k->flags & PROC_FAMILY_BROWSER)
-           || apr_table_get(r->headers_in, "Sec-Fetch-Mode");
+    return !(k->flags & PROC_FAMILY_BROWSER) || sec_fetch;
 }
 
-/* The known client family r's client belongs to, or NULL. */
-static const proc_known_client *proc_known_family(request_rec *r)
+/* The known client family of the User-Agent ua, or NULL. */
+static const proc_known_client *proc_known_family(const char *ua,
+                                                  int sec_fetch)
 {
-    const char *ua = apr_table_get(r->headers_in, "User-Agent");
     const proc_known_client *k;
 
     if (!ua) {
         return NULL;
     }
     for (k = proc_known_clients; k->name; k++) {
-        if (proc_family_matches(r, ua, k)) {
+        if (proc_family_matches(ua, sec_fetch, k)) {
             return k;
         }
     }
     return NULL;
-}
-
-/* Whether r waits for a 100 Continue (a 1xx of the stream) before its body. */
-static int proc_expects_continue(request_rec *r)
-{
-    const char *expect = apr_table_get(r->headers_in, "Expect");
-
-    return expect && !ap_cstr_casecmp(expect, "100-continue");
 }
 
 /* Whether mod_proxy handles r: it forwards the backend's 1xx too. */
@@ -1304,29 +1305,63 @@ static int proc_proxy_handler(const request_rec *r)
                               || !strncmp(r->handler, "proxy:", 6)));
 }
 
-/* Request headers that intermediaries (fronts) add. */
-static const char *const proc_front_headers[] = {
-    "Via", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host",
-    "X-Forwarded-Proto", "X-Forwarded-Server", "X-Real-IP", "X-Varnish",
-    "CDN-Loop",
-    NULL
-};
-
-/* Whether r came through a front: one of its headers, or mod_remoteip
- * took the client address from one. */
-static int proc_behind_front(request_rec *r)
+/* Whether name is a request header that intermediaries (fronts) add. */
+static int proc_is_front_header(const char *name)
 {
-    const char *const *h;
-
-    if (strcmp(r->useragent_ip, r->connection->client_ip)) {
-        return 1;
-    }
-    for (h = proc_front_headers; *h; h++) {
-        if (apr_table_get(r->headers_in, *h)) {
-            return 1;
-        }
+    switch (apr_tolower(*name)) {
+    case 'c':
+        return !ap_cstr_casecmp(name, "CDN-Loop");
+    case 'f':
+        return !ap_cstr_casecmp(name, "Forwarded");
+    case 'v':
+        return !ap_cstr_casecmp(name, "Via");
+    case 'x':
+        return !ap_cstr_casecmpn(name, "X-Forwarded-", 12)
+               || !ap_cstr_casecmp(name, "X-Real-IP")
+               || !ap_cstr_casecmp(name, "X-Varnish");
     }
     return 0;
+}
+
+/* Reads what the decision needs of r's headers in one pass: a lookup per
+ * header name would cost more than the rest of the decision.  (httpd
+ * joins repeated request headers, so each name appears once.) */
+static void proc_read_headers(request_rec *r, proc_headers *h)
+{
+    const apr_array_header_t *arr = apr_table_elts(r->headers_in);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    int i;
+
+    memset(h, 0, sizeof(*h));
+    /* mod_remoteip took the client address from a front's header */
+    h->front = strcmp(r->useragent_ip, r->connection->client_ip) != 0;
+    for (i = 0; i < arr->nelts; i++) {
+        const char *name = e[i].key;
+
+        switch (apr_tolower(*name)) {
+        case 'e':
+            if (!ap_cstr_casecmp(name, "Expect")) {
+                h->expects_continue = !ap_cstr_casecmp(e[i].val,
+                                                       "100-continue");
+            }
+            break;
+        case 'p':
+            if (!ap_cstr_casecmp(name, "Prefer")) {
+                h->prefer = e[i].val;
+            }
+            break;
+        case 's':
+            h->sec_fetch |= !ap_cstr_casecmp(name, "Sec-Fetch-Mode");
+            break;
+        case 'u':
+            if (!ap_cstr_casecmp(name, "User-Agent")) {
+                h->user_agent = e[i].val;
+            }
+            break;
+        default:
+            h->front |= proc_is_front_header(name);
+        }
+    }
 }
 
 /* Entries of a comma-separated header list (0 if absent). */
@@ -1444,15 +1479,17 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
 {
     int policy = cfg->clients == UNSET ? PROC_CLIENTS_KNOWN : cfg->clients;
     const char *why = proc_ineligible(r);
+    proc_headers h;
     int forced;
 
     memset(v, 0, sizeof(*v));
     if (why || policy == PROC_CLIENTS_ALL) {
         return why;     /* "all": no client, front or cap test */
     }
-    v->prefers = proc_prefers_processing(r);
-    v->family = proc_known_family(r);
-    v->expects_continue = proc_expects_continue(r);
+    proc_read_headers(r, &h);
+    v->prefers = proc_prefers_processing(h.prefer);
+    v->family = proc_known_family(h.user_agent, h.sec_fetch);
+    v->expects_continue = h.expects_continue;
     /* force-processing: the administrator's decision, no client or front
      * test; the family's 1xx budget still holds. */
     forced = policy == PROC_CLIENTS_KNOWN
@@ -1460,7 +1497,7 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
     if (!forced && (why = proc_client_refused(r, policy, v))) {
         return why;
     }
-    v->behind_front = proc_behind_front(r);
+    v->behind_front = h.front;
     if (v->behind_front) {
         v->front_cap = proc_front_is_mod_proxy(r) ? PROC_MOD_PROXY_CAP : 0;
         if (!forced && (why = proc_front_refused(r, cfg, v))) {
@@ -1631,7 +1668,11 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
 
     proc_flush_connection(r, pc);
     proc_add_gates(r, pc);
-    proc_copy_socket(pc);
+    if (!pc->socket_copied) {
+        /* the same for every request on the connection */
+        proc_copy_socket(pc);
+        pc->socket_copied = 1;
+    }
     pc->interval = interval;
     pc->max_count = proc_request_max_count(r, cfg, pc->client_cap);
     pc->s = r->server;
