@@ -1204,6 +1204,14 @@ static int proc_response_started(const request_rec *r)
     return 0;
 }
 
+/* An env variable of r (SetEnvIf, BrowserMatch): most requests have
+ * none, and an empty table answers without a lookup. */
+static const char *proc_env_get(request_rec *r, const char *name)
+{
+    return apr_is_empty_table(r->subprocess_env)
+           ? NULL : apr_table_get(r->subprocess_env, name);
+}
+
 /* Why r must never get a 102, or NULL if it may. */
 static const char *proc_ineligible(request_rec *r)
 {
@@ -1222,7 +1230,7 @@ static const char *proc_ineligible(request_rec *r)
     if (apr_table_get(r->headers_in, "Upgrade")) {
         return "Upgrade request";
     }
-    if (apr_table_get(r->subprocess_env, "no-processing")) {
+    if (proc_env_get(r, "no-processing")) {
         return "no-processing set";
     }
     if (proc_response_started(r)) {
@@ -1493,7 +1501,7 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
     /* force-processing: the administrator's decision, no client or front
      * test; the family's 1xx budget still holds. */
     forced = policy == PROC_CLIENTS_KNOWN
-             && apr_table_get(r->subprocess_env, "force-processing");
+             && proc_env_get(r, "force-processing");
     if (!forced && (why = proc_client_refused(r, policy, v))) {
         return why;
     }
@@ -1628,8 +1636,7 @@ static int proc_request_max_count(request_rec *r, const proc_dir_cfg *cfg,
 {
     int max = cfg->max_count == UNSET ? PROC_DEFAULT_MAX_COUNT
                                       : cfg->max_count;
-    const char *cap = apr_table_get(r->subprocess_env,
-                                    "processing-max-count");
+    const char *cap = proc_env_get(r, "processing-max-count");
 
     if (client_cap && (max == 0 || client_cap < max)) {
         max = client_cap;
