@@ -1,6 +1,5 @@
 #!/usr/bin/python3
-"""The proposed known-client list (issue 15), checked against a run's
-results.
+"""The known-client families, checked against a run's results.
 
     known_clients.py [results.json] [known-clients.json]
 
@@ -23,8 +22,10 @@ was found up to the search's limit ("searched_to"). "flows" gives, per
 family, what its rows did with 102s in each request flow measured (GET,
 and PUT/POST with "Expect: 100-continue"): "ok", "breaks: ..." or "n/a:
 ..."; a flow that breaks is reported, not an error (the module decides per
-flow). "rows" is the compact per-client summary test_known_clients.py
-checks the module's table against (so the raw results need not be kept).
+flow). "browser": the family counts only with Sec-Fetch-Mode; desktop
+browsers' User-Agents come from build/compat/browsers.json
+(compat/browsers.py). test/test_018_known_clients.py sends every
+User-Agent and flow of this file to the module.
 
 It exits 1 (and writes nothing) if an entry does not hold.
 """
