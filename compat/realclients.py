@@ -395,10 +395,10 @@ def dav_file(req):
     return base, name
 
 
-def d_cadaver(req, ctx):
-    base, name = dav_file(req)
-    files = [req.d / "1"]
-    script = "get %s %s\n" % (name, files[0])
+def cadaver_fast_gets(req, files):
+    """cadaver commands for the keep-alive probe's fast files (made on the
+    server here), each file's local copy appended to files."""
+    script = ""
     if req.ka:
         for i in range(2, KA_FAST + 2):
             nm = "fast-%s-%d.txt" % (req.tag, i)
@@ -407,6 +407,13 @@ def d_cadaver(req, ctx):
             os.chmod(p, 0o644)
             files.append(req.d / str(i))
             script += "get %s %s\n" % (nm, files[-1])
+    return script
+
+
+def d_cadaver(req, ctx):
+    base, name = dav_file(req)
+    files = [req.d / "1"]
+    script = "get %s %s\n" % (name, files[0]) + cadaver_fast_gets(req, files)
     rc, out = sh(["cadaver", req.origin.url(base)], req.timeout,
                  env=req.env, input=(script + "quit\n").encode())
     return file_results(req, files, rc, out)
@@ -843,16 +850,9 @@ def u_rclone(req, ctx):
 def u_cadaver(req, ctx):
     base, name, _ = dav_upload_target(req)
     # cadaver 0.24 has no option for Expect (neon sends none): a plain PUT
-    script = "put %s %s\n" % (req.upload_file, name)
     files = []
-    if req.ka:
-        for i in range(2, KA_FAST + 2):
-            nm = "fast-%s-%d.txt" % (req.tag, i)
-            p = req.origin.root / "dav" / nm
-            p.write_bytes(body_of(fast_len(i)))
-            os.chmod(p, 0o644)
-            files.append(req.d / str(i))
-            script += "get %s %s\n" % (nm, files[-1])
+    script = "put %s %s\n" % (req.upload_file, name) + \
+        cadaver_fast_gets(req, files)
     rc, out = sh(["cadaver", req.origin.url(base)], req.timeout,
                  env=req.env, input=(script + "quit\n").encode())
     # cadaver exits 0 whatever happened: the file on the server decides

@@ -26,7 +26,7 @@ from proc.env import free_port
 from proc.http1 import (PROCESSING_BLOCK, TEST_USER_AGENT, Connection,
                         ResponseParser, build_request, parse_responses,
                         pattern)
-from test_010_tls import make_cert, tls_modules
+from test_010_tls import client_context, make_cert, tls_modules
 from test_013_paths import Recorder
 
 PT = """
@@ -56,14 +56,6 @@ SSLSessionCache "shmcb:{r}/run/ssl_scache(512000)"
 """
 
 
-def client(version):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ctx.maximum_version = version
-    return ctx
-
-
 def check_whole(r, length, min_102):
     assert r.status == 200, r
     assert r.body == pattern(length)
@@ -74,7 +66,7 @@ def check_whole(r, length, min_102):
 def slow_then_reuse(port, version, cipher=None):
     """Two slow requests with 102s and a fast one on one TLS connection."""
     with Connection.open("127.0.0.1", port, timeout=15,
-                         ssl_context=client(version)) as c:
+                         ssl_context=client_context(version)) as c:
         if cipher:
             assert c.sock.cipher()[0] == cipher, c.sock.cipher()
         for ms, n in ((600, 2000), (400, 70000)):

@@ -28,6 +28,7 @@ from proc.env import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENTS = os.path.join(HERE, "clients")
+GOCLIENT = os.path.join(HERE, "..", "compat", "clients", "goclient.go")
 
 SLEEP_MS = 2000
 LEN = 5000
@@ -287,14 +288,15 @@ def test_declared_front(env):
 def go_client(tmp_path_factory):
     need("go")
     d = tmp_path_factory.mktemp("goclient")
-    exe = str(d / "go1xx")
+    exe = str(d / "goclient")
     env = dict(os.environ, GOCACHE=str(d / "cache"), GOPATH=str(d / "gopath"),
                GO111MODULE="off", GOFLAGS="", HOME=str(d))
-    p = subprocess.run(["go", "build", "-o", exe,
-                        os.path.join(CLIENTS, "go1xx.go")],
+    p = subprocess.run(["go", "build", "-o", exe, GOCLIENT],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
-    return exe
+    upload = d / "upload"
+    upload.write_bytes(b"x" * 4096)
+    return exe, str(upload)
 
 
 def run_client(cmd, timeout=60):
@@ -325,12 +327,16 @@ def test_go_never_sees_more_than_5_1xx(env, go_client, path, method):
     """Go 1.19 (Debian 12) fails a response after 5 1xx of any kind."""
     env.install(conf("On") + GO_CONF.format(port=env.port, front="On"),
                 modules=("proxy", "proxy_http"))
-    rc, out, err = run_client([go_client, method,
-                               f"http://127.0.0.1:{env.port}{path}"])
-    assert rc == 0, err
-    status, length, interims = out.split()
-    assert (status, length) == ("200", "100"), out
-    assert int(interims) <= 5
+    exe, upload = go_client
+    goenv = dict(os.environ, COMPAT_UPLOAD=method if method != "GET" else "",
+                 COMPAT_UPLOAD_FILE=upload)
+    p = subprocess.run([exe, f"http://127.0.0.1:{env.port}{path}"],
+                       capture_output=True, text=True, timeout=60, env=goenv)
+    # RESULT <i> <status> <length> <md5> <1xx seen>, or ERROR <i> <why>
+    fields = p.stdout.split()
+    assert fields[:1] == ["RESULT"], p.stdout + p.stderr
+    assert fields[2:4] == ["200", "100"], p.stdout
+    assert int(fields[5]) <= 5
 
 
 @pytest.mark.parametrize("method", ["PUT", "POST"])
