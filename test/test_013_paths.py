@@ -159,7 +159,9 @@ def make_client_cert(env):
         check=True, capture_output=True)
 
 
-def tls_paths_conf(env, port, ssl_log=""):
+def tls_vhost_open(env, port):
+    """Listen, session cache and the opening of a TLS <VirtualHost> with
+    the suite's certificate."""
     r = env.root
     return f"""
 Listen 127.0.0.1:{port}
@@ -167,9 +169,15 @@ SSLSessionCache "shmcb:{r}/run/ssl_scache(512000)"
 <VirtualHost 127.0.0.1:{port}>
     ServerName 127.0.0.1
     SSLEngine on
-    SSLProtocol TLSv1.2 +TLSv1.3
     SSLCertificateFile "{r}/conf/cert.pem"
     SSLCertificateKeyFile "{r}/conf/key.pem"
+"""
+
+
+def tls_paths_conf(env, port, ssl_log=""):
+    r = env.root
+    return tls_vhost_open(env, port) + f"""
+    SSLProtocol TLSv1.2 +TLSv1.3
     SSLCACertificateFile "{r}/conf/client.pem"
     {ssl_log}
     <Location /pt>

@@ -22,12 +22,12 @@ import time
 
 import pytest
 
-from proc.env import free_port
+from proc.env import child_pids, free_port
 from proc.http1 import (PROCESSING_BLOCK, TEST_USER_AGENT, Connection,
                         ResponseParser, build_request, parse_responses,
                         pattern)
 from test_010_tls import client_context, make_cert, tls_modules
-from test_013_paths import Recorder
+from test_013_paths import Recorder, tls_vhost_open
 
 PT = """
     <Location /pt>
@@ -41,15 +41,7 @@ PT = """
 
 
 def tls_vhost(env, port, ssl_extra):
-    r = env.root
-    return f"""
-Listen 127.0.0.1:{port}
-SSLSessionCache "shmcb:{r}/run/ssl_scache(512000)"
-<VirtualHost 127.0.0.1:{port}>
-    ServerName 127.0.0.1
-    SSLEngine on
-    SSLCertificateFile "{r}/conf/cert.pem"
-    SSLCertificateKeyFile "{r}/conf/key.pem"
+    return tls_vhost_open(env, port) + f"""
     {ssl_extra}
 {PT}
 </VirtualHost>
@@ -157,21 +149,6 @@ class TestTLSPaddingFromOpenSSLConf:
                 slow_then_reuse(port, ssl.TLSVersion.TLSv1_3)
         finally:
             env.install("", mpm="event")
-
-
-def child_pids(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == ppid and fields[0] != "Z":
-            out.append(int(d))
-    return out
 
 
 def server_child(ppid):

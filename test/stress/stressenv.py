@@ -21,7 +21,8 @@ if TEST_DIR not in sys.path:
     sys.path.insert(0, TEST_DIR)
 
 from proc.http1 import Connection  # noqa: E402
-from proc.env import APACHE2, FATAL_RE, HttpdEnv, free_port  # noqa: E402,F401
+from proc.env import (APACHE2, FATAL_RE, HttpdEnv,  # noqa: E402,F401
+                      child_pids, free_port)
 
 FULL = os.environ.get("PROC_STRESS_FULL") == "1"
 CLIENT = os.path.join(HERE, "stress_client.py")
@@ -211,17 +212,7 @@ class StressEnv(HttpdEnv):
         pid = pid or self.running_pid
         inodes = self._listen_inodes()
         out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    st = f.read()
-            except OSError:
-                continue
-            fields = st.rsplit(")", 1)[1].split()
-            if int(fields[1]) != pid or fields[0] == "Z":
-                continue
+        for d in child_pids(pid):
             try:
                 fds = os.listdir(f"/proc/{d}/fd")
             except OSError:
