@@ -370,6 +370,7 @@ static volatile apr_uint32_t proc_tls_refusal_logged;  /* said once */
 static int proc_tls_idle(SSL *ssl);
 static int proc_tls_encode(proc_conn *pc, const char *data, apr_size_t len);
 static int proc_tls_not_ours(request_rec *r);
+static int proc_disarm(proc_conn *pc, const char *why);
 
 /* ------------------------------------------------------------------ */
 /* The lock and the deadline heap                                     */
@@ -1171,7 +1172,13 @@ static int proc_handler(request_rec *r)
                          "processing");
     }
     pc = proc_conn_get(r->connection);
-    AP_DEBUG_ASSERT(!pc->armed);    /* the last request crossed the gate */
+    if (pc->armed) {
+        /* Cannot happen (the last request's end crossed the gate), but a
+         * record queued twice would corrupt the heap: disarm, cheaply. */
+        AP_DEBUG_ASSERT(!pc->armed);
+        pc->r = NULL;
+        proc_disarm(pc, "next request");
+    }
     pc->r = r;
     pc->client_cap = v.cap;
     if (!ap_request_has_body(r)) {
@@ -1540,9 +1547,8 @@ static apr_status_t proc_body_filter(ap_filter_t *f, apr_bucket_brigade *bb,
         }
         ap_remove_input_filter(f);
         /* After an internal redirect f->r is the new request: no arm. */
-        if (pc->r == r && r->handler == pc->in_handler
+        if (pc->r == r && r->handler == pc->in_handler && !pc->armed
             && ap_is_HTTP_SUCCESS(r->status) && !proc_response_started(r)) {
-            AP_DEBUG_ASSERT(!pc->armed);
             proc_arm(r, pc, ap_get_module_config(r->per_dir_config,
                                                  &processing_module),
                      apr_time_now());
