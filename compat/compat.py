@@ -1204,31 +1204,39 @@ def proxy_job(ctx, name, version_fn, conf_fn, timeout_name):
 
 
 # ---------------------------------------------------------------------------
-# Report
+# Report: one compact Markdown file (no generated result file over 20 KB in
+# the tree): every row and measured value, short cells explained once by
+# each section's legend; the JSON keeps every step in full.
 
-def short(err, n=70):
+UA_CUT = 45     # User-Agents longer than this are cut (with "...")
+
+
+def short(err, n=40):
     """One short reason for a table cell: no temp paths, URLs, addresses
     or pointers, at most n characters."""
     e = err or "?"
-    known = [(r"too many 1xx", "too many 1xx (net/http)"),
-             (r"status 102", "took the 102 as final"),
+    known = [(r"too many 1xx", "too many 1xx"),
+             (r"status 102", "102 as final"),
              (r"Too many interim responses", "too many interim responses"),
              (r"expect header not supported", "refuses an Expect header"),
              (r"HTTP/1\.1 102 Processing|Failed to fetch .* 102 Processing",
-              "took the 102 as final"),
+              "102 as final"),
              (r"killed after", "hung (killed)"),
-             (r"connection closed by peer", "connection closed, no final "
-              "response")]
+             (r"connection closed by peer", "closed, no final response"),
+             (r"\(28\) Operation timed out", "curl timed out (28)")]
     for rx, what in known:
         if re.search(rx, e):
             return what
+    m = re.match(r"final response only after (\S+)s$", e)
+    if m:
+        return "final only after %ss" % m.group(1)
     m = re.match(r"(exit \S+(?: \(\w+\))?, (?:no file|\d+ bytes))[;:]", e)
     if m:
         return m.group(1)
     m = re.match(r"the origin sent no 102 \(request was .* (HTTP/1\.0)\)",
                  e)
     if m:
-        return "the origin sent no 102: HTTP/1.0 upstream"
+        return "origin sent no 102: HTTP/1.0 upstream"
     e = re.sub(r"https?://\S+", "URL", e)
     e = re.sub(r"/tmp/\S+", "FILE", e)
     e = re.sub(r"0x[0-9a-f]+", "", e)
@@ -1236,31 +1244,44 @@ def short(err, n=70):
     return e[:n] + ("..." if len(e) > n else "")
 
 
+def cell_safe(x):
+    return str(x).replace("|", "/").replace("\n", " ")
+
+
+def row(*cells):
+    return "| %s |" % " | ".join(cell_safe(x) for x in cells)
+
+
 def mode_cell(st):
-    """ok / FAIL (what happened) for one mode's step."""
+    """ok/FAIL, the 102s the module sent, why it failed, [the family
+    matched] (known run)."""
     if st is None:
-        return "n/a"
-    r0 = st["results"][0]
-    cell = "ok" if st["ok"] else "FAIL (%s)" % short(r0["error"])
+        return "-"
+    cell = "ok" if st["ok"] else "FAIL"
     if st["sent"] is not None and st["mode"] != "off":
-        cell += ", %s 102s" % st["sent"]
+        cell += " %s" % st["sent"]
         if st["sent"] == 0 and st.get("proto") == "HTTP/1.0":
-            cell += " (HTTP/1.0 request)"
+            cell += " (HTTP/1.0)"
+    if not st["ok"]:
+        cell += ": %s" % short(st["results"][0]["error"])
     if st["mode"] == "known" and st.get("family") not in (None, "-"):
         cell += " [%s]" % st["family"]
     return cell
 
 
 def ka_cell(st):
+    """x/y fast requests on the slow request's connection; FAIL: how many
+    wrong, the first of them."""
     if st is None or st.get("ka_ok") is None:
-        return "n/a"
+        return "-"
+    conn = "%d/%d" % (st["fast_same_conn"], st["fast_logged"])
+    if st["ka_ok"]:
+        return conn
     bad = [(i + 2, r) for i, r in enumerate(st["results"][1:])
            if not r["ok"]]
-    cell = "ok" if st["ka_ok"] else "FAIL: %d of %d wrong (req %d: %s)" % (
+    return "FAIL %d of %d (req %d: %s); %s" % (
         len(bad), len(st["results"]) - 1, bad[0][0],
-        short(bad[0][1]["error"]))
-    return cell + "; %d/%d on its connection" % (
-        st["fast_same_conn"], st["fast_logged"])
+        short(bad[0][1]["error"]), conn)
 
 
 def client_verdict(r):
@@ -1276,7 +1297,28 @@ def client_verdict(r):
 def cap_str(cap, maxn):
     if cap is None:
         return "n/a"
-    return ">= %d" % maxn if cap >= maxn else str(cap)
+    return ">=%d" % maxn if cap >= maxn else str(cap)
+
+
+def name_version(name, version):
+    """'curl 7.88.1'; a version that starts with the row's name stands
+    alone ('w3m/0.5.3...')."""
+    v = re.sub(r"^Version:\s*", "", str(version or "?"))
+    if v.startswith(name) and v[len(name):len(name) + 1] in (" ", "/"):
+        return v
+    return "%s %s" % (name, v)
+
+
+def ua_cell(ua):
+    if ua in ("-", ""):
+        return "(none)"
+    if ua is None:
+        return "?"
+    return "`%s`" % (ua[:UA_CUT - 3] + "..." if len(ua) > UA_CUT else ua)
+
+
+def names(rows):
+    return ", ".join(rows) or "none"
 
 
 def write_report(results, out_path, started, argv, maxn, extra=None,
@@ -1291,138 +1333,95 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
                  time.time() - started),
              "Command: `%s`" % " ".join(argv),
              "",
-             "Origin: Apache %s (event MPM), mod_processing from this "
-             "tree, handler mod_proc_test. N 102s mean ProcessingDelay 0, "
+             "Origin: Apache %s (event MPM), this tree's module, handler "
+             "mod_proc_test. **N 102s**: ProcessingDelay 0, "
              "ProcessingInterval %dms, ProcessingMaxCount N, handler time "
-             "N x %d ms x 1.25 + %d ms (the margin lets a busy watchdog that "
-             "skipped a tick still reach N); 'sent' is the module's own count "
-             "(`%%{processing-sent}n`)." % (
+             "N x %d ms x 1.25 + %d ms. **sent**: the module's own count "
+             "(`%%{processing-sent}n`). **cap**: the largest N for which the "
+             "client or proxy still got the right final response (bisected "
+             "over 0..%d for clients, 0..%d for proxies; '>=N': no cap up to "
+             "that limit). '102 as final': the client took a 102 for the "
+             "final response. '-': not measured or not applicable." % (
                  first_line(["apache2", "-v"]).split("/")[-1],
-                 INTERVAL_MS, INTERVAL_MS, TAIL_MS),
-             "The cap is the largest N for which the client or proxy still "
-             "returned the final response with the right body (bisection "
-             "over 0..%d for clients, 0..%d for proxies; '>= N' means no cap "
-             "up to the search's limit)." % (client_maxn, maxn),
+                 INTERVAL_MS, INTERVAL_MS, TAIL_MS, client_maxn, maxn),
              ""]
     clients = [r for r in results if r.get("kind") == "client"]
     proxies = [r for r in results if r.get("kind") == "proxy"]
     errors = [r for r in results if r.get("kind") == "error"]
     if clients:
         known = any(r.get("known") for r in clients)
+        offbad = [r for r in clients if not r["off"]["ok"]]
         lines += ["## Clients", "",
-                  "Each client as its users run it: default User-Agent, "
-                  "default settings (the 'how' column says what the driver "
-                  "does). Three runs: **no 102s** (`Processing Off`: proves "
-                  "the driver), **all** (102s to every client: `%s`; %d 102s; "
-                  "the cap is bisected over 0..%d with the same request), "
-                  "**known** (the new default `ProcessingClients known`, "
-                  "ProcessingMaxCount %d%s). Keep-alive probe (under all, %d "
-                  "102s): the slow request, then %d fast requests, each with "
-                  "a body of its own length, on the client's connection "
-                  "(the origin's log shows which came on the slow request's "
-                  "connection)." % (
+                  "Each client as its users run it (default User-Agent, "
+                  "cut at %d characters, and settings). **all**: 102s to "
+                  "every client (`%s`), %d 102s. **keep-alive** (under all): "
+                  "the slow request, then %d fast ones, each with a body of "
+                  "its own length; x/y: fast requests on the slow request's "
+                  "connection / fast requests logged; FAIL n of %d (req k: "
+                  "why): n answers wrong, the first to request k. **known**: "
+                  "the default `ProcessingClients known`, ProcessingMaxCount "
+                  "%d%s; [family]: the known family it matched. Cells: ok or "
+                  "FAIL, the 102s sent, why; cap "
+                  "(at N: why N failed). The control without 102s "
+                  "(`Processing Off`) %s." % (
+                      UA_CUT,
                       "ProcessingClients all" if known else
                       "Processing On, no processing-clients.conf", BASIC_N,
-                      client_maxn, client_maxn,
+                      realclients.KA_FAST, realclients.KA_FAST, client_maxn,
                       "" if known else ": **not measured**, this tree's "
                       "module has no ProcessingClients directive yet",
-                      BASIC_N, realclients.KA_FAST),
+                      "worked for every client" if not offbad else
+                      "failed (driver broken, the row's other cells do not "
+                      "count) for: " + ", ".join(
+                          "%s (%s)" % (r["name"], short(
+                              r["off"]["results"][0]["error"]))
+                          for r in offbad)),
                   "",
-                  "| client | version | User-Agent | no 102s | all | "
-                  "keep-alive probe | cap | known |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| client, version | User-Agent | all | keep-alive | cap "
+                  "| known |",
+                  "|---|---|---|---|---|---|"]
         for r in clients:
             cap = cap_str(r["cap"], r["maxn"])
             if r["beyond"] and r["cap"] < r["maxn"]:
                 cap += " (at %d: %s)" % (
                     r["beyond"]["n"],
-                    short(r["beyond"]["results"][0]["error"], 50))
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
-                str(x).replace("|", "/").replace("\n", " ") for x in (
-                    r["name"], r["version"],
-                    "`%s`" % (r["user_agent"][:57] + "..."
-                              if len(r["user_agent"]) > 60
-                              else r["user_agent"]) if r["user_agent"]
-                    not in
-                    (None, "-", "") else "(none)" if r["user_agent"] in
-                    ("-", "") else "?",
-                    mode_cell(r["off"]), mode_cell(r["all"]),
-                    ka_cell(r["all"]), cap, mode_cell(r.get("known")))))
+                    short(r["beyond"]["results"][0]["error"]))
+            lines.append(row(
+                name_version(r["name"], r["version"]),
+                ua_cell(r["user_agent"]), mode_cell(r["all"]),
+                ka_cell(r["all"]), cap, mode_cell(r.get("known"))))
         lines.append("")
-        broke = [r for r in clients if client_verdict(r) == "BREAKS"]
-        lines += ["Break on 102s (single request or keep-alive probe): " +
-                  (", ".join(r["name"] for r in broke) or "none") + ".", ""]
+        broke = [r["name"] for r in clients
+                 if client_verdict(r) == "BREAKS"]
+        lines += ["- **Break** on 102s (request or keep-alive): %s." %
+                  names(broke)]
         anon = [r["name"] for r in clients if client_verdict(r) == "works"
                 and r["all"].get("sent") and r["user_agent"] in ("", "-")]
         if anon:
-            lines += ["Handle 102s but send no User-Agent (a known-client "
-                      "list cannot tell them from Python's http.client, "
-                      "which breaks): " + ", ".join(anon) + ".", ""]
+            lines += ["- **No User-Agent**, handle 102s (a known-client list "
+                      "cannot tell them from Python's http.client, which "
+                      "breaks): %s." % names(anon)]
         if known:
             lost = [r["name"] for r in clients if r.get("known") and
                     client_verdict(r) == "works" and r["all"].get("sent")
                     and not r["known"].get("sent")]
             kbad = [r["name"] for r in clients if r.get("known") and
                     (not r["known"]["ok"] or r["known"].get("ka_ok") is False)]
-            lines += ["Under the known-client default: %s fail%s; "
-                      "handle 102s but get none (allow them with `Prefer: "
-                      "processing` or `SetEnvIf ... force-processing`): %s."
-                      % (", ".join(kbad) or "none",
-                         "s" if len(kbad) == 1 else "",
-                         ", ".join(lost) or "none"), ""]
+            lines += ["- **Known default**: fail%s: %s; handle 102s but get "
+                      "none (`Prefer: processing` or `SetEnvIf ... "
+                      "force-processing` allows them): %s." % (
+                          "s" if len(kbad) == 1 else "", names(kbad),
+                          names(lost))]
         h10 = [r["name"] for r in clients if r["all"].get("sent") == 0
                and r["all"].get("proto") == "HTTP/1.0"]
         if h10:
-            lines += ["Send HTTP/1.0 requests, so get no 102s in any mode: " +
-                      ", ".join(h10) + ".", ""]
+            lines += ["- **HTTP/1.0** requests, so no 102s in any mode: %s."
+                      % names(h10)]
+        lines.append("")
     if clients and any(r.get("uploads") for r in clients):
         lines += flows_section(clients, client_maxn)
-    if proxies and any(r.get("fronts") for r in proxies):
-        lines += fronts_section(proxies)
     if proxies:
-        lines += ["## Reverse proxies", "",
-                  "Timeout runs: proxy upstream timeout %ds, handler %d ms, "
-                  "module interval %s (first 102 after %s): the 102s come "
-                  "more often than the timeout, the final response later. "
-                  "Then the same without the module (`Processing Off`). "
-                  "Cap runs: upstream timeout 300 s, N 102s 100 ms apart, a "
-                  "raw client that counts the 102s it receives." % (
-                      PROXY_T, SLOW_T_MS, SLOW_T_INTERVAL, SLOW_T_INTERVAL),
-                  "",
-                  "| proxy | version | upstream request | with module | "
-                  "without module | 102s forwarded | proxy cap |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in proxies:
-            on, off = r["timeout_runs"]["on"], r["timeout_runs"]["off"]
-            fwd = on["first"]["interim"]
-            sent = (on["origin"]["sent"] or 0) if on["origin"] else "?"
-            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-                r["name"], r["version"].replace("|", "/"),
-                (on["upstream_request"] or "?").split(" ")[-1],
-                ("%s ok" % on["first"]["status"]) if on["first"]["ok"] else
-                "FAIL (%s)" % (on["first"]["status"] or "none"),
-                ("%s ok" % off["first"]["status"]) if off["first"]["ok"] else
-                "%s (timed out)" % (off["first"]["status"] or "none"),
-                "%s of %s" % (fwd, sent),
-                cap_str(r.get("cap"), r["maxn"]) +
-                ("" if r.get("cap") is not None else
-                 " (%s)" % short(r.get("cap_note", ""), 60))))
-        lines.append("")
-        lines += ["### What each proxy sends upstream", "",
-                  "Headers the origin saw from each proxy (forensic log), to "
-                  "recognise it in the configuration:", ""]
-        for r in proxies:
-            on = r["timeout_runs"]["on"]
-            h = on.get("upstream_headers") or {}
-            keep = {k: v for k, v in h.items() if k.lower() in (
-                "via", "x-varnish", "x-forwarded-for", "x-forwarded-host",
-                "x-forwarded-server", "x-forwarded-proto", "forwarded",
-                "connection", "user-agent", "x-host", "accept-encoding")}
-            lines.append("- %s: `%s`; %s" % (
-                r["name"], on.get("upstream_request") or "?",
-                ", ".join("`%s: %s`" % kv for kv in keep.items())
-                or "no extra headers"))
-        lines.append("")
+        lines += proxies_section(proxies)
     if extra:
         lines += extra
     if errors:
@@ -1434,25 +1433,26 @@ def write_report(results, out_path, started, argv, maxn, extra=None,
     Path(out_path).write_text("\n".join(lines) + "\n")
 
 
-def flow_cell(st, off=None):
-    """ok / breaks (how) for one upload or GET step under all."""
+def flow_cell(st, off=None, na=str):
+    """ok / ok+ (the next requests on its connection too) / FAIL: why, for
+    one upload or GET step under all; na(reason) when the client cannot
+    make the flow."""
     if st is None:
-        return "not measured"
+        return "-"
     if off is not None and not off["ok"]:
-        return "n/a: %s" % short(off["results"][0]["error"], 50)
+        return na(short(off["results"][0]["error"]))
     bad = [r for r in st["results"][1:] if not r["ok"]]
     if st["ok"] and not bad:
-        cell = "ok"
-        if st.get("ka_ok") and st.get("fast_same_conn"):
-            cell += ", next ok"
+        cell = "ok+" if st.get("ka_ok") and st.get("fast_same_conn") \
+            else "ok"
     elif st["ok"]:
-        cell = "breaks: next request %s" % short(bad[0]["error"], 50)
+        cell = "FAIL next: %s" % short(bad[0]["error"])
     else:
-        cell = "breaks: %s" % short(st["results"][0]["error"], 50)
+        cell = "FAIL: %s" % short(st["results"][0]["error"])
     if st.get("upload") and not st.get("expect"):
-        cell += " (no Expect sent)"
+        cell += " (no Expect)"
     if st.get("sent") is not None and st["sent"] != st["n"]:
-        cell += " (%s 102s sent)" % st["sent"]
+        cell += " (%s sent)" % st["sent"]
     return cell
 
 
@@ -1461,120 +1461,199 @@ def flows_section(clients, client_maxn):
     all (BASIC_N 102s), with the 1xx cap checked on the upload flows."""
     import known_clients
     rows = {r["name"]: r for r in clients}
-    out = ["## Request flows per known family", "",
-           "Under `ProcessingClients all`, %d 102s: **GET** (the row of the "
-           "table below), **PUT+Expect** and **POST+Expect** (%d-byte body "
-           "with `Expect: 100-continue`; httpd sends `100 Continue` when the "
-           "handler reads the body, the module arms at its end, then the "
-           "102s and the final 200 with its body; WebDAV tools: 201 and the "
-           "file written). 'next ok': the %d GETs that "
-           "followed came right on the same connection. 'n/a': the client "
-           "cannot make the flow (or refuses it without the module). "
-           "**1xx cap** (uploads): where the GET cap is below %d, N = cap-1 "
-           "and N = cap 102s after the `100 Continue`. **default**: the "
-           "module's default policy (`ProcessingClients known`), %d 102s, "
-           "GET/PUT/POST." % (BASIC_N, realclients.UPLOAD_LEN,
-                               realclients.KA_FAST, client_maxn, BASIC_N),
-           "",
-           "| family | client | GET | PUT+Expect | POST+Expect | 1xx cap "
-           "with upload | default (GET/PUT/POST) |",
-           "|---|---|---|---|---|---|---|"]
-    for fname, _, names in known_clients.FAMILIES:
-        for n in names:
+    reasons = []
+
+    def na(why):
+        if why not in reasons:
+            reasons.append(why)
+        return "n/a %d" % (reasons.index(why) + 1)
+    body = []
+    for _, _, fam_rows in known_clients.FAMILIES:
+        for n in fam_rows:
             r = rows.get(n)
             if r is None:
                 continue
             up = r.get("uploads") or {}
-            cells, caps, dflt, how = [], [], [], ""
-            dflt.append("ok" if (r.get("known") or {}).get("ok") else
-                        "-" if not r.get("known") else "breaks")
+            cells, caps = [], []
+            dflt = ["ok" if (r.get("known") or {}).get("ok") else
+                    "-" if not r.get("known") else "FAIL"]
             for m in UPLOAD_METHODS:
                 f = up.get(m)
                 if f is None:
-                    cells.append("not measured")
+                    cells.append("-")
                     dflt.append("-")
                     continue
                 if "na" in f:
-                    cells.append("n/a: %s" % f["na"])
+                    cells.append(na(f["na"]))
                     dflt.append("n/a")
                     continue
-                how = f["how"]
-                cells.append(flow_cell(f["all"], f["off"]))
+                cells.append(flow_cell(f["all"], f["off"], na))
                 k = f.get("known")
                 dflt.append("-" if k is None or not f["off"]["ok"] else
-                            "ok" if k["ok"] else "breaks")
+                            "ok" if k["ok"] else "FAIL")
+                groups = []         # [what, [N, ...]], in order of N
                 for kk, st in sorted((f.get("at_cap") or {}).items(),
                                      key=lambda x: int(x[0])):
-                    caps.append("%s %s=%s" % (m, kk, "ok" if st["ok"]
-                                              else short(st["results"][0]
-                                                         ["error"], 30)))
-            if not r.get("uploads"):
-                how = "-"
-            out.append("| %s | %s | %s | %s | %s | %s | %s |" % tuple(
-                str(x).replace("|", "/") for x in (
-                    fname, n, flow_cell(r["all"], r["off"]), cells[0],
-                    cells[1], "; ".join(caps) or "-", "/".join(dflt))))
-    out.append("")
-    return out
+                    what = "ok" if st["ok"] else short(
+                        st["results"][0]["error"])
+                    if groups and groups[-1][0] == what:
+                        groups[-1][1].append(kk)
+                    else:
+                        groups.append([what, [kk]])
+                if groups:
+                    caps.append("%s %s" % (m, ", ".join(
+                        "%s: %s" % (",".join(ks), what)
+                        for what, ks in groups)))
+            body.append(row(n, flow_cell(r["all"], r["off"], na), cells[0],
+                            cells[1], "; ".join(caps) or "-",
+                            "/".join(dflt)))
+    return ["## Request flows per known family", "",
+            "The rows that stand for a known family, under `ProcessingClients "
+            "all` with %d 102s. **GET**: the all run above; ok+: the %d GETs "
+            "that followed came on the same connection. **PUT/POST+Expect**: "
+            "a %d-byte body with `Expect: 100-continue` (httpd sends `100 "
+            "Continue` when the handler reads the body, the module arms at "
+            "its end), then the 102s and the final 200 with its body (WebDAV "
+            "tools: 201, the file written). **1xx cap**: where the GET cap is "
+            "below %d, N = cap-1 and N = cap 102s after the `100 Continue`. "
+            "**default**: `ProcessingClients known`, %d 102s, GET/PUT/POST. "
+            "n/a: the client cannot make the flow (or refuses it without the "
+            "module): %s." % (
+                BASIC_N, realclients.KA_FAST, realclients.UPLOAD_LEN,
+                client_maxn, BASIC_N,
+                "; ".join("%d %s" % (i + 1, w)
+                          for i, w in enumerate(reasons)) or "none"),
+            "",
+            "| client | GET | PUT+Expect | POST+Expect | 1xx cap with upload "
+            "| default |",
+            "|---|---|---|---|---|---|"] + body + [""]
 
 
 def front_cell(x):
+    """ok/FAIL and status, 1xx curl saw / 102s the origin sent, the next
+    request on the same curl connection."""
     if x is None:
-        return "not measured"
+        return "-"
     if "na" in x:
         return "n/a (%s)" % x["na"]
     r1, r2 = x["r1"], x["r2"]
-    sent = (x["origin"] or {}).get("sent")
-    cell = "%s, %s" % ("ok %s" % r1["status"] if r1["ok"] else
-                       "FAIL (%s%s)" % (r1["status"] or "no response",
-                                        "; " + short(x["error"], 40)
-                                        if x.get("error") not in
-                                        (None, "-") else ""),
-                       "%s of %s 102s at curl" % (r1["interim"], sent or 0))
-    cell += "; next: %s" % ("ok" if r2["ok"] else "FAIL (%s)" % (
-        r2["status"] or "none"))
-    return cell
+    if r1["ok"]:
+        cell = "ok %s" % r1["status"]
+    else:
+        cell = "FAIL %s" % (r1["status"] or "no response")
+        if x.get("error") not in (None, "-"):
+            cell += " (%s)" % short(x["error"])
+    return "%s, %s/%s, next %s" % (
+        cell, r1["interim"], (x["origin"] or {}).get("sent") or 0,
+        "ok" if r2["ok"] else "FAIL %s" % (r2["status"] or "none"))
 
 
-def fronts_section(proxies):
-    out = ["## Fronts in front of the module", "",
-           "curl through each front (its usual configuration, upstream "
-           "timeout 300 s): the slow request (%d 102s from the origin), then "
-           "a fast one on the same curl connection. **all**: origin under "
-           "`ProcessingClients all`; **default**: the module's default "
-           "policy (no ProcessingClients line); **declared**: the default "
-           "with `%s` in the origin's server (n/a when the module lacks "
-           "the directive). 'x of y 102s at curl': 1xx heads curl saw / "
-           "102s the origin sent. Headers: what the front added to the "
-           "origin request (forensic log), besides Host and what curl sent. "
-           "**no 102s**: the same slow request with `Processing Off` (the "
-           "control)." % (BASIC_N, DECLARE), "",
-           "| front | upstream | headers added | no 102s | all | default | "
-           "declared | front logs (all) |",
-           "|---|---|---|---|---|---|---|---|"]
-    curl_h = {"host", "user-agent", "accept"}
-    for r in proxies:
-        fr = r.get("fronts")
-        if not fr:
-            continue
-        a = fr.get("all") or {}
-        hdrs = [k for k in (a.get("upstream_headers") or {})
-                if k.lower() not in curl_h]
-        hcell = ", ".join("`%s`" % (
-            "%s: %s" % (k, a["upstream_headers"][k]) if k.lower() in
-            ("via", "connection") else k) for k in hdrs) or "none"
-        log = (a.get("front_log") or ["-"])[-1]
+def proxy_headers(r):
+    """What the proxy added to the origin request (forensic log), besides
+    Host and what the client sent: the front run with curl, and any other
+    header of the timeout run; values for Via, Connection and
+    Accept-Encoding only (the others: addresses, ports, ids)."""
+    a = (r.get("fronts") or {}).get("all") or {}
+    t = ((r.get("timeout_runs") or {}).get("on") or {})
+    client_h = {"host", "user-agent", "accept"}
+    seen, out = set(), []
+    for h in (a.get("upstream_headers") or {},
+              t.get("upstream_headers") or {}):
+        for k, v in h.items():
+            if k.lower() in client_h or k.lower() in seen:
+                continue
+            seen.add(k.lower())
+            out.append("%s: %s" % (k, re.sub(
+                r"\[[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\]", "[...]",
+                v)) if k.lower() in ("via", "connection", "accept-encoding")
+                else k)
+    return "`%s`" % ", ".join(out) if out else "none"
+
+
+def proxies_section(proxies):
+    """One row per proxy: as a front with curl (fronts), the timeout runs
+    with a raw client and the proxy's cap."""
+    fr = [r.get("fronts") or {} for r in proxies]
+    ctrl = {front_cell(f.get("off")) for f in fr}
+    ctrl_col = len(ctrl) != 1 or not next(iter(ctrl)).startswith("ok ")
+    decl = {json.dumps(f.get("declared"), sort_keys=True) for f in fr}
+    decl_na = len(decl) == 1 and "na" in (fr[0].get("declared") or {})
+    head = ["proxy", "upstream", "headers added"] + \
+        (["no 102s"] if ctrl_col else []) + ["all", "default"] + \
+        ([] if decl_na else ["declared"]) + \
+        ["log", "timeout: module", "no module", "fwd", "cap"]
+    out = ["## Reverse proxies", "",
+           "**As a front**: curl through the proxy (its usual configuration, "
+           "upstream timeout 300 s), the slow request (%d 102s from the "
+           "origin), then a fast one on the same curl connection. **all**: "
+           "the origin under `ProcessingClients all`; **default**: the "
+           "module's default policy%s (%s: the same result as that "
+           "column). Cells: "
+           "ok/FAIL and status, 1xx heads curl saw / 102s the origin sent, "
+           "the next request. %s%s**log**: the status in the front's own "
+           "log under all ('-': no line, '?': none in it). **headers "
+           "added**: to the origin request (forensic log), besides Host and "
+           "what the client sent; values of Via, Connection and "
+           "Accept-Encoding only. **upstream**: its request's protocol." % (
+               BASIC_N,
+               "" if decl_na else "; **declared**: the default with `%s` "
+               "in the origin's server" % DECLARE,
+               "'= all'" if decl_na else "'= all', '= default'",
+               "" if ctrl_col else "The control without 102s "
+               "(`Processing Off`) gave %s through every front. " %
+               next(iter(ctrl)),
+               "**declared** (`%s` in the origin's server): %s on every "
+               "front. " % (DECLARE, front_cell(fr[0].get("declared")))
+               if decl_na else ""),
+           "",
+           "**Timeout runs**: a raw client, proxy upstream timeout %ds, "
+           "handler %d ms, a 102 every %s from %s: the 102s come more often "
+           "than the timeout, the final response later; **no module**: the "
+           "same with `Processing Off` (the status when the proxy timed "
+           "out); **fwd**: 102s forwarded / sent. **cap**: upstream timeout "
+           "300 s, N 102s 100 ms apart, counted by a raw client." % (
+               PROXY_T, SLOW_T_MS, SLOW_T_INTERVAL, SLOW_T_INTERVAL),
+           "",
+           "| %s |" % " | ".join(head),
+           "|%s" % ("---|" * len(head))]
+
+    def same(x, a, d):
+        return "= all" if x == a else "= default" if x == d else x
+    for r, f in zip(proxies, fr):
+        tr = r.get("timeout_runs") or {}
+        on, off = tr.get("on"), tr.get("off")
+        up = ((f.get("all") or {}).get("upstream_request") or
+              (on or {}).get("upstream_request") or "?").split(" ")[-1]
+        a, d = front_cell(f.get("all")), front_cell(f.get("default"))
+        log = ((f.get("all") or {}).get("front_log") or ["-"])[-1]
         m = re.search(r'" (\d{3}) |TCP_\w+/(\d{3})| (\d{3}) \d+ - - |'
                       r'"status":(\d{3})', log)
-        logcell = "status %s" % next(g for g in m.groups() if g) if m \
-            else "-" if log == "-" else "(no status in its log)"
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
-            str(x).replace("|", "/") for x in (
-                r["name"], (a.get("upstream_request") or "?").split(" ")[-1],
-                hcell, front_cell(fr.get("off")), front_cell(fr.get("all")),
-                front_cell(fr.get("default")),
-                front_cell(fr.get("declared")), logcell)))
-    out.append("")
+        logcell = next(g for g in m.groups() if g) if m else \
+            "-" if log == "-" else "?"
+        cells = [r["name"], up, proxy_headers(r)] + \
+            ([front_cell(f.get("off"))] if ctrl_col else []) + \
+            [a, "= all" if d == a and f.get("default") else d] + \
+            ([] if decl_na else [same(front_cell(f.get("declared")), a, d)]) \
+            + [logcell]
+        if on and off:
+            sent = (on["origin"]["sent"] or 0) if on["origin"] else "?"
+            cells += [("ok %s" % on["first"]["status"]) if on["first"]["ok"]
+                      else "FAIL %s" % (on["first"]["status"] or
+                                        "no response"),
+                      ("ok %s" % off["first"]["status"]) if off["first"]["ok"]
+                      else "%s" % (off["first"]["status"] or "no response"),
+                      "%s/%s" % (on["first"]["interim"], sent)]
+        else:
+            cells += ["-", "-", "-"]
+        cells.append(cap_str(r.get("cap"), r["maxn"]) +
+                     ("" if r.get("cap") is not None else
+                      " (%s)" % short(r.get("cap_note", ""))))
+        out.append(row(*cells))
+    vers = []
+    for r in proxies:
+        if r["version"] not in vers:
+            vers.append(r["version"])
+    out += ["", "Versions: %s." % "; ".join(cell_safe(v) for v in vers), ""]
     return out
 
 
