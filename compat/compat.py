@@ -1117,7 +1117,8 @@ def front_curl(ctx, name, port, mode, d, label=None):
         res["late"] = True
     res["error"] = "final response only after %ss" % secs \
         if res.get("late") else None if res["r1"]["ok"] else (
-        [ln[2:] for ln in err.splitlines() if ln.startswith("curl: ")]
+        [ln[len("curl: "):] for ln in err.splitlines()
+         if ln.startswith("curl: ")]
         or ["-"])[-1][:120]
     recs = ctx.origin.log_lines("/%s-1" % tag, want=1, timeout=2)
     res["origin"] = recs[0] if recs else None
