@@ -15,34 +15,25 @@
 
 
 /*
- * mod_processing: send "HTTP/1.1 102 Processing" interim responses while a
- * handler runs for a long time, so that proxies, CDNs and clients do not
- * give up on a silent connection.  How it works, and why: DESIGN.md.
+ * mod_processing: sends "102 Processing" interim responses while a handler
+ * runs long, so that proxies, CDNs and clients do not give up on a silent
+ * connection.  How it works, and why: DESIGN.md.
  *
- * A worker thread runs the handler; one watchdog thread per child sends the
- * 102s with ap_send_interim_response() on a shadow request of its own.  The
- * watchdog never touches memory the worker uses: only the module's records
- * (under the lock), its own duplicate of the socket's descriptor, and, on
- * TLS, the connection's SSL with a private write BIO while the worker runs
- * no OpenSSL code on the connection.  That promise covers:
- *  - mod_ssl's filters: an output gate (and on TLS an input gate) above
- *    them disarms the record before any byte reaches them;
- *  - mod_ssl's request hooks, which subrequests and internal redirects run
- *    (renegotiation, post-handshake authentication): the record is paused
- *    from their create_request to the end of their fixups;
- *  - handshake messages OpenSSL owes the peer (a KeyUpdate): the watchdog
- *    skips the tick while any is pending.
- * It does not cover read-only getters that handlers call while armed
- * (SSL_get_* and ssl_var_lookup from mod_lua, mod_proxy_ajp, the CGI
- * environment).  They are safe: they read session, certificate and cipher
- * fields that SSL_write on an established, idle connection never writes,
- * and no handshake runs beside them, since the tick is skipped whenever
- * one is pending.
+ * One watchdog thread per child sends the 102s with
+ * ap_send_interim_response() on a shadow request of its own.  It touches
+ * only the module's records (under the lock), its own duplicate of the
+ * socket, and on TLS the connection's SSL, with a private write BIO, while
+ * the worker runs no OpenSSL code on the connection.  That covers mod_ssl's
+ * filters (the gates disarm before any byte reaches them), its request
+ * hooks in subrequests and redirects (the record is paused), and handshake
+ * messages OpenSSL owes the peer (the tick is skipped).  Read-only getters
+ * a handler calls while armed (SSL_get_*, ssl_var_lookup) are not covered
+ * and need not be: they read fields SSL_write on an idle, established
+ * connection never writes.
  *
- * Parts, in order: the lock and the queue; system calls (Unix
- * only); the watchdog thread; its lifecycle; the worker side in call order
- * (handler, decision, body filter, arm, gates and disarm); TLS (mod_ssl);
- * configuration, counters and registration.
+ * Parts: the lock and the queue; system calls; the watchdog thread and its
+ * lifecycle; the worker side in call order (handler, decision, body filter,
+ * arm, gates, disarm); TLS; configuration, counters and registration.
  */
 
 #include "httpd.h"
@@ -113,6 +104,14 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 
 #define UNSET -1
 
+/* Keeps the common path of the hooks every request runs free of a stack
+ * frame: what a server that loads the module but keeps it off pays. */
+#if defined(__GNUC__)
+#define PROC_NOINLINE __attribute__((noinline))
+#else
+#define PROC_NOINLINE
+#endif
+
 #define PROC_DEFAULT_INTERVAL   apr_time_from_sec(20)
 #define PROC_DEFAULT_MAX_COUNT  5
 #define PROC_MIN_INTERVAL       apr_time_from_msec(100)
@@ -166,63 +165,56 @@ typedef struct {
     int configured;                 /* any of the above set here */
 } proc_dir_cfg;
 
-/* A client family measured to handle 102s (compat/results.md) in the flows
- * its flags name: its User-Agent starts with prefix and contains
- * `contains` (if set), or with `exact` is just prefix. */
+/* A client family measured to handle 102s (compat/results.md): its
+ * User-Agent starts with prefix and contains `contains` (if set). */
 typedef struct {
     const char *name;               /* the processing-client note */
     const char *prefix;
     apr_size_t prefix_len;
     const char *contains;           /* or NULL */
-    int exact;                      /* the User-Agent is just prefix */
     int cap;                        /* most 1xx it takes, 0 = no limit */
-    int flags;                      /* PROC_FAMILY_* */
+    int flags;                      /* PROC_EXACT, PROC_EXPECT, PROC_BROWSER */
 } proc_known_client;
 
-#define PROC_FAMILY_EXPECT      0x1
-/* A browser: counts only when the request carries Sec-Fetch-Mode. */
-#define PROC_FAMILY_BROWSER     0x2
+#define PROC_EXACT              0x1 /* the User-Agent is just prefix */
+#define PROC_EXPECT             0x2 /* 102s after a 100 Continue too */
+#define PROC_BROWSER            0x4 /* only with Sec-Fetch-Mode */
 
-#define PROC_KNOWN(name, prefix, contains, exact, cap, flags) \
-    {name, prefix, sizeof(prefix) - 1, contains, exact, cap, flags}
+#define PROC_KNOWN(name, prefix, contains, cap, flags) \
+    {name, prefix, sizeof(prefix) - 1, contains, cap, flags}
 
 static const proc_known_client proc_known_clients[] = {
-    /* name, User-Agent prefix, token it contains, exact, cap, flags */
-    PROC_KNOWN("curl", "curl/", NULL, 0, 0, PROC_FAMILY_EXPECT),
-    PROC_KNOWN("wget", "Wget/", NULL, 0, 0, PROC_FAMILY_EXPECT),
-    PROC_KNOWN("aria2", "aria2/", NULL, 0, 0, 0),
-    PROC_KNOWN("lftp", "lftp/", NULL, 0, 0, 0),
-    PROC_KNOWN("npm", "npm/", " node/v", 0, 0, 0),
-    PROC_KNOWN("python-aiohttp", "Python/", " aiohttp/", 0, 0,
-               PROC_FAMILY_EXPECT),
-    PROC_KNOWN("python-httpx", "python-httpx/", NULL, 0, 0,
-               PROC_FAMILY_EXPECT),
-    PROC_KNOWN("perl-http-tiny", "HTTP-Tiny/", NULL, 0, 0,
-               PROC_FAMILY_EXPECT),
-    PROC_KNOWN("perl-mojolicious", "Mojolicious (Perl)", NULL, 1, 0,
-               PROC_FAMILY_EXPECT),
-    PROC_KNOWN("ruby-net-http", "Ruby", NULL, 1, 0, PROC_FAMILY_EXPECT),
-    PROC_KNOWN("java-httpclient", "Java-http-client/", NULL, 0, 8, 0),
-    PROC_KNOWN("apache-httpclient", "Apache-HttpClient/", " (Java/", 0, 0,
-               PROC_FAMILY_EXPECT),
-    PROC_KNOWN("node-fetch", "node", NULL, 1, 0, 0),
-    PROC_KNOWN("node-axios", "axios/", NULL, 0, 0, PROC_FAMILY_EXPECT),
+    PROC_KNOWN("curl", "curl/", NULL, 0, PROC_EXPECT),
+    PROC_KNOWN("wget", "Wget/", NULL, 0, PROC_EXPECT),
+    PROC_KNOWN("aria2", "aria2/", NULL, 0, 0),
+    PROC_KNOWN("lftp", "lftp/", NULL, 0, 0),
+    PROC_KNOWN("npm", "npm/", " node/v", 0, 0),
+    PROC_KNOWN("python-aiohttp", "Python/", " aiohttp/", 0, PROC_EXPECT),
+    PROC_KNOWN("python-httpx", "python-httpx/", NULL, 0, PROC_EXPECT),
+    PROC_KNOWN("perl-http-tiny", "HTTP-Tiny/", NULL, 0, PROC_EXPECT),
+    PROC_KNOWN("perl-mojolicious", "Mojolicious (Perl)", NULL, 0,
+               PROC_EXACT | PROC_EXPECT),
+    PROC_KNOWN("ruby-net-http", "Ruby", NULL, 0, PROC_EXACT | PROC_EXPECT),
+    PROC_KNOWN("java-httpclient", "Java-http-client/", NULL, 8, 0),
+    PROC_KNOWN("apache-httpclient", "Apache-HttpClient/", " (Java/", 0,
+               PROC_EXPECT),
+    PROC_KNOWN("node-fetch", "node", NULL, 0, PROC_EXACT),
+    PROC_KNOWN("node-axios", "axios/", NULL, 0, PROC_EXPECT),
     PROC_KNOWN("node-got", "got (https://github.com/sindresorhus/got)",
-               NULL, 1, 0, PROC_FAMILY_EXPECT),
-    PROC_KNOWN("go", "Go-http-client/1.1", NULL, 1, 5, PROC_FAMILY_EXPECT),
-    PROC_KNOWN("rclone", "rclone/", NULL, 0, 5, PROC_FAMILY_EXPECT),
-    PROC_KNOWN("gvfs", "gvfs/", NULL, 0, 0, 0),
-    PROC_KNOWN("neon", "cadaver/", " neon/", 0, 127, 0),
-    PROC_KNOWN("davix", "libdavix/", NULL, 0, 0, PROC_FAMILY_EXPECT),
-    PROC_KNOWN("check_curl", "check_curl/", NULL, 0, 0, PROC_FAMILY_EXPECT),
+               NULL, 0, PROC_EXACT | PROC_EXPECT),
+    PROC_KNOWN("go", "Go-http-client/1.1", NULL, 5, PROC_EXACT | PROC_EXPECT),
+    PROC_KNOWN("rclone", "rclone/", NULL, 5, PROC_EXPECT),
+    PROC_KNOWN("gvfs", "gvfs/", NULL, 0, 0),
+    PROC_KNOWN("neon", "cadaver/", " neon/", 127, 0),
+    PROC_KNOWN("davix", "libdavix/", NULL, 0, PROC_EXPECT),
+    PROC_KNOWN("check_curl", "check_curl/", NULL, 0, PROC_EXPECT),
     PROC_KNOWN("chromium", "Mozilla/5.0 (", "(KHTML, like Gecko) Chrome/", 0,
-               0, PROC_FAMILY_BROWSER),
+               PROC_BROWSER),
     PROC_KNOWN("chromium", "Mozilla/5.0 (",
-               "(KHTML, like Gecko) HeadlessChrome/", 0, 0,
-               PROC_FAMILY_BROWSER),
-    PROC_KNOWN("firefox", "Mozilla/5.0 (", ") Gecko/20100101 Firefox/", 0, 0,
-               PROC_FAMILY_BROWSER),
-    {NULL, NULL, 0, NULL, 0, 0, 0}
+               "(KHTML, like Gecko) HeadlessChrome/", 0, PROC_BROWSER),
+    PROC_KNOWN("firefox", "Mozilla/5.0 (", ") Gecko/20100101 Firefox/", 0,
+               PROC_BROWSER),
+    {NULL, NULL, 0, NULL, 0, 0}
 };
 
 /* Counters for mod_status, summed over all children in a shared segment
@@ -299,22 +291,18 @@ typedef struct {
     apr_uint32_t arm_seq;           /* the arm it paused */
 } proc_pause_mark;
 
-/* What the decision reads of a request's headers (proc_read_headers). */
-typedef struct {
-    const char *user_agent;
-    const char *prefer;
-    int expects_continue;           /* Expect: 100-continue */
-    int sec_fetch;                  /* Sec-Fetch-Mode: a browser's own */
-    int front;                      /* a front's header, or mod_remoteip
-                                     * replaced the client address */
-} proc_headers;
-
 /* What the decision to arm found out about a request (proc_refused). */
 typedef struct {
+    const char *user_agent;             /* the headers it reads */
+    const char *prefer;
+    int sec_fetch;                      /* Sec-Fetch-Mode: a browser's own */
+    int has_body;                       /* as ap_request_has_body() */
+    int upgrade;                        /* Upgrade */
+    int expects_continue;               /* Expect: 100-continue */
+    int behind_front;                   /* a front's header, or mod_remoteip
+                                         * replaced the client address */
     const proc_known_client *family;    /* its client's family, or NULL */
     int prefers;                        /* Prefer: processing */
-    int expects_continue;               /* Expect: 100-continue */
-    int behind_front;                   /* it came through a front */
     int front_cap;                      /* most 1xx the front takes, or 0 */
     int cap;                            /* most 102s its client takes, or 0 */
 } proc_verdict;
@@ -442,10 +430,9 @@ static void proc_queue_clear(void)
 /* ------------------------------------------------------------------ */
 /* System calls (Unix only)                                           */
 /*
- * The watchdog writes to its own duplicate of the client socket (DESIGN.md,
- * "Its own descriptor").  APR has no per-call non-blocking send, and
- * apr_socket_timeout_set() on the duplicate would change the file status
- * flags it shares with the worker's descriptor: hence send(MSG_DONTWAIT).
+ * The watchdog's own duplicate of the client socket (DESIGN.md).  APR has
+ * no per-call non-blocking send, and apr_socket_timeout_set() would change
+ * the flags the duplicate shares with the worker's descriptor.
  */
 #ifdef PROC_HAS_UNIX_IO
 
@@ -564,8 +551,7 @@ static void proc_close_fd(proc_conn *pc)
 /*
  * All of it runs on the watchdog thread with the lock held (but for
  * proc_wd_main's logging), touching only proc_wd, the records' [lock] and
- * [arm] fields, its duplicates, its own pool, bucket allocator and shadow
- * request, and on TLS the connection's SSL (the TLS part).
+ * [arm] fields, its duplicates and its own memory; on TLS the SSL.
  */
 
 /* Room for len more bytes in pc->pending: past inline_buf, a malloc'd
@@ -1051,19 +1037,18 @@ static int proc_redirect_of_armed(const request_rec *r, const proc_conn *pc)
     return 0;
 }
 
-/* First of all handlers, always declining: arms now, or once the body has
- * been read (proc_body_filter). */
-static int proc_handler(request_rec *r)
+/* For a request where the module is on: arms now, or once the body has
+ * been read (proc_body_filter), if the decision allows. */
+static PROC_NOINLINE void proc_consider(request_rec *r,
+                                        const proc_dir_cfg *cfg)
 {
-    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
-                                                   &processing_module);
     proc_conn *pc = ap_get_module_config(r->connection->conn_config,
                                          &processing_module);
     proc_verdict v;
     const char *why;
 
-    if (cfg->enabled != 1 || proc_wd_state() == PROC_WD_OFF) {
-        return DECLINED;
+    if (proc_wd_state() == PROC_WD_OFF) {
+        return;     /* the child could not set the watchdog up */
     }
     if (r->prev) {
         /* mod_log_config logs the last request of a redirect chain. */
@@ -1072,12 +1057,12 @@ static int proc_handler(request_rec *r)
             apr_table_setn(r->notes, "processing-sent", sent);
         }
         if (proc_redirect_of_armed(r, pc)) {
-            return DECLINED;
+            return;
         }
     }
     if ((why = proc_refused(r, cfg, &v)) != NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
-        return DECLINED;
+        return;
     }
     if (v.family) {
         apr_table_setn(r->notes, "processing-client", v.family->name);
@@ -1097,11 +1082,11 @@ static int proc_handler(request_rec *r)
     }
     pc->r = r;
     pc->client_cap = v.cap;
-    if (!ap_request_has_body(r)) {
+    if (!v.has_body) {
         /* Complete when its head was read: the clock starts there, as the
          * client's and any proxy's own timer did. */
         proc_arm(r, pc, cfg, r->request_time);
-        return DECLINED;
+        return;
     }
     /* ap_invoke_handler() always sets a name before it runs handlers. */
     r->handler = pc->in_handler = apr_pstrdup(r->pool, r->handler
@@ -1110,6 +1095,18 @@ static int proc_handler(request_rec *r)
     apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
                               apr_pool_cleanup_null);
     ap_add_input_filter_handle(proc_body_filter_handle, pc, r, r->connection);
+}
+
+/* First of all handlers, always declining.  A server that loads the module
+ * but keeps it off pays one test per request. */
+static int proc_handler(request_rec *r)
+{
+    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
+                                                   &processing_module);
+
+    if (cfg->enabled == 1) {
+        proc_consider(r, cfg);
+    }
     return DECLINED;
 }
 
@@ -1149,9 +1146,6 @@ static const char *proc_ineligible(request_rec *r)
     }
     if (r->method_number == M_CONNECT) {
         return "CONNECT";
-    }
-    if (apr_table_get(r->headers_in, "Upgrade")) {
-        return "Upgrade request";
     }
     if (proc_env_get(r, "no-processing")) {
         return "no-processing set";
@@ -1204,11 +1198,11 @@ static int proc_family_matches(const char *ua, int sec_fetch,
     if (strncmp(ua, k->prefix, k->prefix_len)) {
         return 0;
     }
-    if (k->exact ? ua[k->prefix_len] != '\0'
-                 : k->contains && !strstr(ua, k->contains)) {
+    if ((k->flags & PROC_EXACT) ? ua[k->prefix_len] != '\0'
+                                : k->contains && !strstr(ua, k->contains)) {
         return 0;
     }
-    return !(k->flags & PROC_FAMILY_BROWSER) || sec_fetch;
+    return !(k->flags & PROC_BROWSER) || sec_fetch;
 }
 
 /* The known client family of the User-Agent ua, or NULL. */
@@ -1256,41 +1250,60 @@ static int proc_is_front_header(const char *name)
 
 /* Reads what the decision needs of r's headers in one pass: a lookup per
  * header name would cost more than the rest of the decision.  (httpd
- * joins repeated request headers, so each name appears once.) */
-static void proc_read_headers(request_rec *r, proc_headers *h)
+ * joins repeated request headers, so each name appears once.)  The body
+ * test is ap_request_has_body()'s, without its two lookups. */
+static void proc_read_headers(request_rec *r, proc_verdict *v)
 {
     const apr_array_header_t *arr = apr_table_elts(r->headers_in);
     const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
     int i;
 
-    memset(h, 0, sizeof(*h));
-    /* mod_remoteip took the client address from a front's header */
-    h->front = strcmp(r->useragent_ip, r->connection->client_ip) != 0;
+    /* mod_remoteip took the client address from a front's header (the
+     * same string otherwise) */
+    v->behind_front = r->useragent_ip != r->connection->client_ip
+                      && strcmp(r->useragent_ip, r->connection->client_ip);
     for (i = 0; i < arr->nelts; i++) {
         const char *name = e[i].key;
 
         switch (apr_tolower(*name)) {
+        case 'c':
+            if (!ap_cstr_casecmp(name, "Content-Length")) {
+                apr_off_t len;
+                char *end;
+                v->has_body |= apr_strtoff(&len, e[i].val, &end, 10)
+                               == APR_SUCCESS && !*end && len > 0;
+            }
+            else {
+                v->behind_front |= proc_is_front_header(name);
+            }
+            break;
         case 'e':
             if (!ap_cstr_casecmp(name, "Expect")) {
-                h->expects_continue = !ap_cstr_casecmp(e[i].val,
+                v->expects_continue = !ap_cstr_casecmp(e[i].val,
                                                        "100-continue");
             }
             break;
         case 'p':
             if (!ap_cstr_casecmp(name, "Prefer")) {
-                h->prefer = e[i].val;
+                v->prefer = e[i].val;
             }
             break;
         case 's':
-            h->sec_fetch |= !ap_cstr_casecmp(name, "Sec-Fetch-Mode");
+            v->sec_fetch |= !ap_cstr_casecmp(name, "Sec-Fetch-Mode");
+            break;
+        case 't':
+            v->has_body |= !ap_cstr_casecmp(name, "Transfer-Encoding");
             break;
         case 'u':
             if (!ap_cstr_casecmp(name, "User-Agent")) {
-                h->user_agent = e[i].val;
+                v->user_agent = e[i].val;
+            }
+            else {
+                v->upgrade |= !ap_cstr_casecmp(name, "Upgrade");
             }
             break;
         default:
-            h->front |= proc_is_front_header(name);
+            v->behind_front |= proc_is_front_header(name);
         }
     }
 }
@@ -1377,7 +1390,7 @@ static const char *proc_client_refused(request_rec *r, int policy,
     if (!v->family) {
         return "client not known to handle 102 (ProcessingClients known)";
     }
-    if (v->expects_continue && !(v->family->flags & PROC_FAMILY_EXPECT)) {
+    if (v->expects_continue && !(v->family->flags & PROC_EXPECT)) {
         return "client not known to handle 102 after 100 Continue";
     }
     return NULL;
@@ -1410,17 +1423,21 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
 {
     int policy = cfg->clients == UNSET ? PROC_CLIENTS_KNOWN : cfg->clients;
     const char *why = proc_ineligible(r);
-    proc_headers h;
     int forced;
 
     memset(v, 0, sizeof(*v));
-    if (why || policy == PROC_CLIENTS_ALL) {
-        return why;     /* "all": no client, front or cap test */
+    if (why) {
+        return why;
     }
-    proc_read_headers(r, &h);
-    v->prefers = proc_prefers_processing(h.prefer);
-    v->family = proc_known_family(h.user_agent, h.sec_fetch);
-    v->expects_continue = h.expects_continue;
+    proc_read_headers(r, v);
+    if (v->upgrade) {
+        return "Upgrade request";
+    }
+    if (policy == PROC_CLIENTS_ALL) {
+        return NULL;    /* no client, front or cap test */
+    }
+    v->prefers = proc_prefers_processing(v->prefer);
+    v->family = proc_known_family(v->user_agent, v->sec_fetch);
     /* force-processing: the administrator's decision, no client or front
      * test; the family's 1xx budget still holds. */
     forced = policy == PROC_CLIENTS_KNOWN
@@ -1428,7 +1445,6 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
     if (!forced && (why = proc_client_refused(r, policy, v))) {
         return why;
     }
-    v->behind_front = h.front;
     if (v->behind_front) {
         v->front_cap = proc_front_is_mod_proxy(r) ? PROC_MOD_PROXY_CAP : 0;
         if (!forced && (why = proc_front_refused(r, cfg, v))) {
@@ -1810,10 +1826,8 @@ static apr_status_t proc_conn_cleanup(void *data)
 /* TLS (mod_ssl)                                                      */
 /*
  * The watchdog encrypts each 102 with the connection's SSL and a private
- * memory BIO while the worker runs no OpenSSL code on the connection (see
- * the header comment; DESIGN.md, "The lock and TLS rules").  The functions
- * marked "Watchdog" run on its thread with the lock held; the rest on the
- * worker.
+ * memory BIO (the header comment; DESIGN.md).  Functions marked "Watchdog"
+ * run on its thread with the lock held; the rest on the worker.
  */
 
 /* mod_ssl tells us each TLS connection's SSL (never for proxy backends). */
@@ -1982,20 +1996,17 @@ static apr_status_t proc_pause_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-/* A subrequest or redirect is made, before any of its phases.  Lookups may
- * never run a handler, so the pause ends with the last phase (fixups) or
- * the request's pool. */
-static int proc_create_request(request_rec *r)
+/* A subrequest or redirect r is made, before any of its phases: it pauses
+ * its connection's armed TLS record.  Lookups may never run a handler, so
+ * the pause ends with the last phase (fixups) or the request's pool. */
+static PROC_NOINLINE void proc_pause_for(request_rec *r)
 {
-    proc_conn *pc;
+    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
+                                         &processing_module);
     proc_pause_mark *mark;
 
-    if (!r->main && !r->prev) {
-        return OK;
-    }
-    pc = ap_get_module_config(r->connection->conn_config, &processing_module);
     if (!pc || !pc->ssl || !pc->armed || proc_wd_state() == PROC_WD_GONE) {
-        return OK;
+        return;
     }
     mark = apr_palloc(r->pool, sizeof(*mark));
     mark->pc = pc;
@@ -2004,6 +2015,13 @@ static int proc_create_request(request_rec *r)
     ap_set_module_config(r->request_config, &processing_module, mark);
     apr_pool_cleanup_register(r->pool, mark, proc_pause_cleanup,
                               apr_pool_cleanup_null);
+}
+
+static int proc_create_request(request_rec *r)
+{
+    if (r->main || r->prev) {
+        proc_pause_for(r);
+    }
     return OK;
 }
 
@@ -2037,22 +2055,13 @@ static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
     return cfg;
 }
 
-/* httpd merges every <Directory>/<Location> section on every request, with
- * or without our directives: when one side sets nothing of ours, the
- * result is the other side as it is (neither is ever written to). */
-static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
+static PROC_NOINLINE void *proc_merge_both(apr_pool_t *p,
+                                           const proc_dir_cfg *base,
+                                           const proc_dir_cfg *add)
 {
-    const proc_dir_cfg *base = basev, *add = addv;
-    proc_dir_cfg *cfg;
+    proc_dir_cfg *cfg = apr_palloc(p, sizeof(*cfg));
 
-    if (!add->configured) {
-        return basev;
-    }
-    if (!base->configured) {
-        return addv;
-    }
 #define PROC_MERGE(f) cfg->f = add->f != UNSET ? add->f : base->f
-    cfg = apr_palloc(p, sizeof(*cfg));
     cfg->configured = 1;
     PROC_MERGE(enabled);
     PROC_MERGE(interval);
@@ -2063,6 +2072,21 @@ static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
     cfg->fronts = add->fronts ? add->fronts : base->fronts;
     return cfg;
 #undef PROC_MERGE
+}
+
+/* httpd merges sections on every request: when one side sets nothing of
+ * ours, the result is the other side as it is (never written to). */
+static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
+{
+    const proc_dir_cfg *base = basev, *add = addv;
+
+    if (!add->configured) {
+        return basev;
+    }
+    if (!base->configured) {
+        return addv;
+    }
+    return proc_merge_both(p, base, add);
 }
 
 /* Parses a duration the way httpd does (ap_timeout_parameter_parse: plain
