@@ -53,8 +53,8 @@ DOWNSTREAM = ("ap_pass_brigade", "ap_get_brigade")
 
 def one_run(so, mpm, profile, cfg, n, keepalive, keep_dir=None):
     module, processing = CONFIGS[cfg]
-    # Names of one length: path lengths change the cost of httpd's string
-    # functions by tens of instructions per request.
+    # Names of one length: the root path's length feeds httpd's string
+    # functions, and only the module should differ between the servers.
     s = bl.Server(f"cg-{cfg}".ljust(7, "-"), mpm=mpm, module=module,
                   processing=processing, module_so=so, threads=4,
                   profile=profile)
