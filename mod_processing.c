@@ -31,9 +31,10 @@
  * and need not be: they read fields SSL_write on an idle, established
  * connection never writes.
  *
- * Parts: the lock and the queue; system calls; the watchdog thread and its
- * lifecycle; the worker side in call order (handler, decision, body filter,
- * arm, gates, disarm); TLS; configuration, counters and registration.
+ * Parts: the lock and the deadline heap; system calls; the watchdog thread
+ * and its lifecycle; the worker side in call order (handler, decision, body
+ * filter, arm, gates, disarm); TLS; configuration, counters and
+ * registration.
  */
 
 #include "httpd.h"
@@ -140,6 +141,7 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 #define PROC_EXIT_WAIT          apr_time_from_sec(1)
 #define PROC_EXIT_POLL          apr_time_from_msec(5)
 
+#define PROC_NOT_QUEUED         ((apr_size_t)-1)
 #define PROC_NEVER              APR_INT64_MAX
 
 /* The watchdog's lifecycle, proc_wd.state: read with apr_atomic_read32,
@@ -246,12 +248,10 @@ typedef struct proc_conn proc_conn;
 struct proc_conn {
     APR_RING_ENTRY(proc_conn) link; /* [lock] in proc_wd.conns while fd>=0 */
     int armed;                      /* [worker writes under lock] */
-    int paused;                     /* [lock] out of the queue while TLS
+    int paused;                     /* [lock] out of the heap while TLS
                                      * subrequests/redirects run phases */
     apr_uint32_t arm_seq;           /* [lock] bumped by every arm */
-    APR_RING_ENTRY(proc_conn) queue_link; /* [lock] in proc_wd.queue */
-    int queued;                     /* [lock] in proc_wd.queue: armed and
-                                     * neither paused nor retired */
+    apr_size_t heap_idx;            /* [lock] index in the deadline heap */
     apr_time_t due;                 /* [lock] when the next 102 is due */
     int sent;                       /* [lock] complete 102s this request */
     int dead;                       /* [lock] a send failed: stop */
@@ -307,6 +307,12 @@ typedef struct {
     int cap;                            /* most 102s its client takes, or 0 */
 } proc_verdict;
 
+/* A heap entry copies its record's due time: ordering reads the array. */
+typedef struct {
+    apr_time_t due;
+    proc_conn *pc;
+} proc_heap_entry;
+
 /* What the watchdog logs about one send, once the lock is released. */
 typedef struct {
     int level;                      /* 0: nothing to log */
@@ -318,7 +324,8 @@ typedef struct {
     char log_id[PROC_LOG_ID_MAX];
 } proc_wd_event;
 
-/* The watchdog of this child. */
+/* The watchdog of this child.  A binary heap orders armed records by due
+ * time and removes one by index at disarm (apr_skiplist would search). */
 typedef struct {
     volatile apr_uint32_t state;    /* PROC_WD_* */
     apr_thread_mutex_t *mutex;      /* guards the records and this struct */
@@ -327,7 +334,9 @@ typedef struct {
     apr_time_t sleep_until;         /* [lock] what the thread waits for */
     apr_time_t horizon;             /* [lock] latest due time ever armed */
     apr_uint32_t armed_here;        /* [lock] our share of armed_now */
-    APR_RING_HEAD(proc_queue_ring, proc_conn) queue; /* [lock] armed */
+    proc_heap_entry *heap;          /* [lock] min-heap on due time */
+    apr_size_t heap_len;            /* [lock] */
+    apr_size_t heap_cap;            /* [lock] */
     APR_RING_HEAD(proc_conn_ring, proc_conn) conns; /* [lock] with an fd */
     server_rec *s;                  /* the main server, for logging */
     /* The thread's own once it runs (made before it starts): */
@@ -353,9 +362,9 @@ static int proc_tls_not_ours(request_rec *r);
 static int proc_disarm(proc_conn *pc, const char *why);
 
 /* ------------------------------------------------------------------ */
-/* The lock and the queue                                             */
+/* The lock and the deadline heap                                     */
 /*
- * One APR mutex (helgrind and drd understand it) guards the queue, the
+ * One APR mutex (helgrind and drd understand it) guards the heap, the
  * records' [lock] fields and the descriptor ring; the watchdog sleeps on a
  * condition variable with it.  Nothing logs while holding it.
  */
@@ -370,7 +379,7 @@ static void proc_unlock(void)
     apr_thread_mutex_unlock(proc_wd.mutex);
 }
 
-/* Lock held: make the watchdog look at the queue again. */
+/* Lock held: make the watchdog look at the heap again. */
 static void proc_wd_wake(void)
 {
     apr_thread_cond_signal(proc_wd.wakeup);
@@ -402,29 +411,107 @@ static int proc_trylock(void)
     return apr_thread_mutex_trylock(proc_wd.mutex) == APR_SUCCESS;
 }
 
-/* Lock held, as for all the queue functions.  The queue holds the armed
- * records in no order: a child has about one per busy worker thread, so a
- * scan is short, and arm and disarm stay O(1). */
-static void proc_queue_add(proc_conn *pc)
+/* Lock held, as for all the heap functions. */
+static void proc_heap_place(apr_size_t i, proc_heap_entry entry)
 {
-    AP_DEBUG_ASSERT(!pc->queued);
-    APR_RING_INSERT_TAIL(&proc_wd.queue, pc, proc_conn, queue_link);
-    pc->queued = 1;
+    proc_wd.heap[i] = entry;
+    entry.pc->heap_idx = i;
 }
 
-static void proc_queue_remove(proc_conn *pc)
+/* The sifts move a hole at i, entry in hand, until the entry fits. */
+static void proc_heap_sift_up(apr_size_t i, proc_heap_entry entry)
 {
-    if (pc->queued) {
-        APR_RING_REMOVE(pc, queue_link);
-        pc->queued = 0;
+    while (i > 0) {
+        apr_size_t parent = (i - 1) / 2;
+        if (proc_wd.heap[parent].due <= entry.due) {
+            break;
+        }
+        proc_heap_place(i, proc_wd.heap[parent]);
+        i = parent;
+    }
+    proc_heap_place(i, entry);
+}
+
+static void proc_heap_sift_down(apr_size_t i, proc_heap_entry entry)
+{
+    for (;;) {
+        apr_size_t child = 2 * i + 1;
+        if (child >= proc_wd.heap_len) {
+            break;
+        }
+        if (child + 1 < proc_wd.heap_len
+            && proc_wd.heap[child + 1].due < proc_wd.heap[child].due) {
+            child++;
+        }
+        if (entry.due <= proc_wd.heap[child].due) {
+            break;
+        }
+        proc_heap_place(i, proc_wd.heap[child]);
+        i = child;
+    }
+    proc_heap_place(i, entry);
+}
+
+/* Grows with realloc (thread-safe, unlike pools) to the child's peak. */
+static int proc_heap_push(proc_conn *pc)
+{
+    proc_heap_entry entry;
+
+    if (proc_wd.heap_len == proc_wd.heap_cap) {
+        apr_size_t cap = proc_wd.heap_cap ? 2 * proc_wd.heap_cap : 64;
+        proc_heap_entry *heap = realloc(proc_wd.heap, cap * sizeof(*heap));
+        if (!heap) {
+            return 0;
+        }
+        proc_wd.heap = heap;
+        proc_wd.heap_cap = cap;
+    }
+    entry.due = pc->due;
+    entry.pc = pc;
+    proc_heap_sift_up(proc_wd.heap_len++, entry);
+    return 1;
+}
+
+/* pc->due moved later: its entry follows. */
+static void proc_heap_postpone(proc_conn *pc)
+{
+    proc_heap_entry entry;
+
+    entry.due = pc->due;
+    entry.pc = pc;
+    proc_heap_sift_down(pc->heap_idx, entry);
+}
+
+static void proc_heap_remove(proc_conn *pc)
+{
+    apr_size_t i = pc->heap_idx;
+    proc_heap_entry last;
+
+    if (i == PROC_NOT_QUEUED) {
+        return;
+    }
+    pc->heap_idx = PROC_NOT_QUEUED;
+    last = proc_wd.heap[--proc_wd.heap_len];
+    if (last.pc == pc) {
+        return;
+    }
+    /* The last entry fills the hole: up if earlier than its parent. */
+    if (i > 0 && last.due < proc_wd.heap[(i - 1) / 2].due) {
+        proc_heap_sift_up(i, last);
+    }
+    else {
+        proc_heap_sift_down(i, last);
     }
 }
 
-static void proc_queue_clear(void)
+static void proc_heap_clear(void)
 {
-    while (!APR_RING_EMPTY(&proc_wd.queue, proc_conn, queue_link)) {
-        proc_queue_remove(APR_RING_FIRST(&proc_wd.queue));
+    apr_size_t i;
+
+    for (i = 0; i < proc_wd.heap_len; i++) {
+        proc_wd.heap[i].pc->heap_idx = PROC_NOT_QUEUED;
     }
+    proc_wd.heap_len = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -536,7 +623,7 @@ static apr_status_t proc_sys_thread_create(apr_thread_t **thread,
 #endif /* PROC_HAS_UNIX_IO */
 
 /* Lock held: closes pc's duplicate, if any: at its disarm, when it leaves
- * the queue for good, or when the child stops. */
+ * the heap for good, or when the child stops. */
 static void proc_close_fd(proc_conn *pc)
 {
     if (pc->fd >= 0) {
@@ -658,10 +745,10 @@ static int proc_wd_limits_reached(const proc_conn *pc)
            || pc->due > pc->stop_at;
 }
 
-/* pc leaves the queue for good; its descriptor goes now. */
+/* pc leaves the heap for good; its descriptor goes now. */
 static void proc_wd_retire(proc_conn *pc)
 {
-    proc_queue_remove(pc);
+    proc_heap_remove(pc);
     proc_close_fd(pc);
 }
 
@@ -724,6 +811,9 @@ static void proc_wd_service(proc_conn *pc, apr_time_t now, proc_wd_event *ev)
     else if (pc->pending_len == 0 && proc_wd_limits_reached(pc)) {
         proc_wd_retire(pc);
     }
+    else {
+        proc_heap_postpone(pc);
+    }
 }
 
 static apr_time_t proc_wd_wake_slot(apr_time_t t)
@@ -731,15 +821,14 @@ static apr_time_t proc_wd_wake_slot(apr_time_t t)
     return (t + PROC_WAKE_GRID - 1) / PROC_WAKE_GRID * PROC_WAKE_GRID;
 }
 
-/* A record due now, or with a repeat 102 due before slot_end, or NULL. */
+/* The earliest record if it is due, or a repeat 102 due before slot_end. */
 static proc_conn *proc_wd_next_due(apr_time_t now, apr_time_t slot_end)
 {
-    proc_conn *pc;
+    const proc_heap_entry *first = proc_wd.heap;
 
-    APR_RING_FOREACH(pc, &proc_wd.queue, proc_conn, queue_link) {
-        if (pc->due <= now || (pc->due <= slot_end && pc->sent)) {
-            return pc;
-        }
+    if (proc_wd.heap_len > 0 && (first->due <= now || (first->due <= slot_end
+                                                       && first->pc->sent))) {
+        return first->pc;
     }
     return NULL;
 }
@@ -749,18 +838,11 @@ static proc_conn *proc_wd_next_due(apr_time_t now, apr_time_t slot_end)
  * signal us, and an idle server passes it once and never wakes. */
 static apr_time_t proc_wd_next_wake(apr_time_t now)
 {
-    apr_time_t earliest = PROC_NEVER;
-    proc_conn *pc;
-
-    APR_RING_FOREACH(pc, &proc_wd.queue, proc_conn, queue_link) {
-        if (pc->due < earliest) {
-            earliest = pc->due;
-        }
+    if (proc_wd.heap_len > 0) {
+        return proc_wd_wake_slot(proc_wd.heap[0].due);
     }
-    if (earliest == PROC_NEVER && proc_wd.horizon > now) {
-        earliest = proc_wd.horizon;
-    }
-    return earliest == PROC_NEVER ? PROC_NEVER : proc_wd_wake_slot(earliest);
+    return proc_wd.horizon > now ? proc_wd_wake_slot(proc_wd.horizon)
+                                 : PROC_NEVER;
 }
 
 static void proc_wd_sleep(apr_time_t until, apr_time_t now)
@@ -901,7 +983,7 @@ static void proc_wd_shut(void)
     if (proc_wd_state() < PROC_WD_CLOSING) {
         apr_atomic_set32(&proc_wd.state, PROC_WD_CLOSING);
     }
-    proc_queue_clear();
+    proc_heap_clear();
     while (!APR_RING_EMPTY(&proc_wd.conns, proc_conn, link)) {
         proc_conn *pc = APR_RING_FIRST(&proc_wd.conns);
         proc_close_fd(pc);
@@ -936,7 +1018,7 @@ static int proc_wd_exited(void)
  * prefork runs it in its SIGTERM handler, on a thread that may hold the
  * lock: so the lock is only tried, and the thread only waited for, about
  * a second each; a thread that does not return is left to the process's
- * exit with all it could touch (its pool, lock and condvar). */
+ * exit with all it could touch (its pool, lock, condvar and the heap). */
 static apr_status_t proc_wd_stop(void *data)
 {
     apr_status_t rv;
@@ -959,9 +1041,12 @@ static apr_status_t proc_wd_stop(void *data)
     if (proc_wd.thread) {
         apr_thread_join(&rv, proc_wd.thread);
     }
+    free(proc_wd.heap);
     BIO_free(proc_wd.tls_out);
     apr_pool_destroy(proc_wd.pool);
     proc_wd.thread = NULL;
+    proc_wd.heap = NULL;
+    proc_wd.heap_cap = 0;
     proc_wd.tls_out = NULL;
     proc_wd.pool = NULL;
     return APR_SUCCESS;
@@ -973,7 +1058,6 @@ static void proc_child_init(apr_pool_t *pchild, server_rec *s)
 
     memset(&proc_wd, 0, sizeof(proc_wd));
     APR_RING_INIT(&proc_wd.conns, proc_conn, link);
-    APR_RING_INIT(&proc_wd.queue, proc_conn, queue_link);
     proc_wd.s = s;
     proc_wd.sleep_until = PROC_NEVER;
     rv = proc_wd_make_pool();
@@ -1014,6 +1098,7 @@ static proc_conn *proc_conn_get(conn_rec *c)
     if (!pc) {
         pc = apr_pcalloc(c->pool, sizeof(*pc));
         APR_RING_ELEM_INIT(pc, link);
+        pc->heap_idx = PROC_NOT_QUEUED;
         pc->c = c;
         pc->fd = -1;
         pc->pending = pc->inline_buf;
@@ -1075,7 +1160,7 @@ static PROC_NOINLINE void proc_consider(request_rec *r,
     pc = proc_conn_get(r->connection);
     if (pc->armed) {
         /* Cannot happen (the last request's end crossed the gate), but a
-         * record queued twice would corrupt the queue: disarm, cheaply. */
+         * record queued twice would corrupt the heap: disarm, cheaply. */
         AP_DEBUG_ASSERT(!pc->armed);
         pc->r = NULL;
         proc_disarm(pc, "next request");
@@ -1645,8 +1730,10 @@ static void proc_arm(request_rec *r, proc_conn *pc, const proc_dir_cfg *cfg,
                                          : "the child is stopping";
         level = APLOG_DEBUG;
     }
+    else if (!proc_heap_push(pc)) {
+        failed = "out of memory";
+    }
     else {
-        proc_queue_add(pc);
         pc->armed = 1;
         proc_wd.armed_here++;
         if (due > proc_wd.horizon) {
@@ -1700,7 +1787,7 @@ static void proc_write_remainder(proc_conn *pc, const unsigned char *buf,
     apr_atomic_inc32(&proc_counters->sent_total);
 }
 
-/* Lock held, pc out of the queue: the unsent part of a 102, for the caller
+/* Lock held, pc out of the heap: the unsent part of a 102, for the caller
  * to write once the lock is released (the watchdog looks at it again only
  * after the next arm). */
 static apr_size_t proc_take_remainder(proc_conn *pc,
@@ -1741,7 +1828,7 @@ static int proc_disarm(proc_conn *pc, const char *why)
     proc_lock();
     pc->armed = 0;
     pc->paused = 0;
-    proc_queue_remove(pc);
+    proc_heap_remove(pc);
     proc_close_fd(pc);
     rest_len = proc_take_remainder(pc, &rest);
     sent = pc->sent;
@@ -1799,7 +1886,7 @@ static apr_status_t proc_request_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-/* The record leaves the queue before its memory goes, with its descriptor
+/* The record leaves the heap before its memory goes, with its descriptor
  * and heap buffer: the net under the gate (e.g. a child exiting in the
  * middle of a handler). */
 static apr_status_t proc_conn_cleanup(void *data)
@@ -1950,7 +2037,7 @@ static void proc_pause(proc_conn *pc)
 
     proc_lock();
     if (pc->armed && pc->paused++ == 0) {
-        proc_queue_remove(pc);
+        proc_heap_remove(pc);
         rest_len = proc_take_remainder(pc, &rest);
         if (rest_len > 0) {
             pc->sent++;
@@ -1978,8 +2065,8 @@ static void proc_resume(proc_pause_mark *mark)
     if (pc->armed && pc->arm_seq == mark->arm_seq && pc->paused > 0
         && --pc->paused == 0 && !pc->dead
         && proc_wd_state() == PROC_WD_RUNNING) {
-        proc_queue_add(pc);
-        if (pc->due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
+        if (proc_heap_push(pc)
+            && pc->due + PROC_WAKE_GRID <= proc_wd.sleep_until) {
             proc_wd_wake();
         }
     }

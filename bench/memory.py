@@ -4,9 +4,9 @@
 Sizes are read from the module's debug information with gdb (apxs builds
 with -g): sizeof(proc_conn), the record each connection gets on its first
 armed request (apr_pcalloc from c->pool, reused by every later request),
-the gate filter (one ap_filter_t per connection, two with TLS), and the
-layout of the record (an armed request needs nothing more: the record
-carries its link in the watchdog's queue).  Whether a tick allocates is measured by tickcost.py
+the gate filter (one ap_filter_t per connection, two with TLS), the
+deadline heap's entry (a due time and a pointer) per armed request, and
+the layout of the record.  Whether a tick allocates is measured by tickcost.py
 (malloc/calloc/realloc calls on the watchdog thread).
 """
 
@@ -30,9 +30,9 @@ def main():
     so = bl.build_module()
     out = gdb(so, "print sizeof(proc_conn)", "print sizeof(ap_filter_t)",
               "print sizeof(((proc_conn *)0)->inline_buf)",
-              "print sizeof(proc_watchdog)")
+              "print sizeof(proc_watchdog)", "print sizeof(proc_wd.heap[0])")
     vals = [int(v) for v in re.findall(r"^\$\d+ = (\d+)", out, re.M)]
-    if len(vals) != 4:
+    if len(vals) != 5:
         sys.exit("gdb could not read the sizes:\n" + out)
     layout = gdb(so, "ptype /o proc_conn")
     res = {"module": bl.module_identity(so),
@@ -40,6 +40,7 @@ def main():
            "pending_buffer_bytes": vals[2], "proc_watchdog_bytes": vals[3],
            "per_connection_plain_bytes": vals[0] + vals[1],
            "per_connection_tls_bytes": vals[0] + 2 * vals[1],
+           "heap_bytes_per_armed_request": vals[4],
            "layout": layout.strip().splitlines()}
     bl.log(f"proc_conn {vals[0]} bytes (pending buffer {vals[2]}), gate "
            f"filter {vals[1]}: {res['per_connection_plain_bytes']} bytes per "

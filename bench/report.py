@@ -336,6 +336,10 @@ def memory(r):
             f"| total per connection, plain / TLS | "
             f"{r['per_connection_plain_bytes']} / "
             f"{r['per_connection_tls_bytes']} |",
+            f"| deadline heap per concurrently armed request (array of "
+            f"due time + record pointer, grows by doubling to the peak, "
+            f"never shrinks) | "
+            f"{r['heap_bytes_per_armed_request']} |",
             f"| watchdog state per child (`proc_watchdog`, static; the "
             f"thread itself exists only once the child armed a request) | "
             f"{r['proc_watchdog_bytes']} |"]
