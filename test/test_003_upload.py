@@ -110,6 +110,20 @@ class TestUpload:
         assert_received(r, body)
         assert_after_upload(r, 2, 6)
 
+    def test_empty_body(self, env):
+        # Content-Length: 0 is no body (ap_request_has_body()): armed when
+        # the head was read, though the handler never reads.  An empty
+        # chunked body is a body: armed at its end, which this handler
+        # never reads (httpd discards it after the response): none.
+        r = env.request("POST", "/pt?sleep=700&read=0", body=b"")
+        assert r.status == 200 and r.body == pattern(64)
+        assert 2 <= r.count(102) <= 6, r.interims
+        assert env.access_log(r.test_id)["sent"] == r.count(102)
+        r = env.request("POST", "/pt?sleep=700&read=0", body=b"",
+                        chunked=True)
+        assert r.status == 200 and r.body == pattern(64)
+        assert r.interims == []
+
     def test_no_102_when_unread_body_is_discarded(self, env):
         # The handler answers without reading the body; httpd then reads
         # (discards) it, and its EOS must not arm the finished request:
