@@ -296,8 +296,6 @@ typedef struct {
     const char *user_agent;             /* the headers it reads */
     const char *prefer;
     int sec_fetch;                      /* Sec-Fetch-Mode: a browser's own */
-    int has_body;                       /* as ap_request_has_body() */
-    int upgrade;                        /* Upgrade */
     int expects_continue;               /* Expect: 100-continue */
     int behind_front;                   /* a front's header, or mod_remoteip
                                          * replaced the client address */
@@ -1167,7 +1165,7 @@ static PROC_NOINLINE void proc_consider(request_rec *r,
     }
     pc->r = r;
     pc->client_cap = v.cap;
-    if (!v.has_body) {
+    if (!ap_request_has_body(r)) {
         /* Complete when its head was read: the clock starts there, as the
          * client's and any proxy's own timer did. */
         proc_arm(r, pc, cfg, r->request_time);
@@ -1231,6 +1229,9 @@ static const char *proc_ineligible(request_rec *r)
     }
     if (r->method_number == M_CONNECT) {
         return "CONNECT";
+    }
+    if (apr_table_get(r->headers_in, "Upgrade")) {
+        return "Upgrade request";
     }
     if (proc_env_get(r, "no-processing")) {
         return "no-processing set";
@@ -1335,8 +1336,7 @@ static int proc_is_front_header(const char *name)
 
 /* Reads what the decision needs of r's headers in one pass: a lookup per
  * header name would cost more than the rest of the decision.  (httpd
- * joins repeated request headers, so each name appears once.)  The body
- * test is ap_request_has_body()'s, without its two lookups. */
+ * joins repeated request headers, so each name appears once.) */
 static void proc_read_headers(request_rec *r, proc_verdict *v)
 {
     const apr_array_header_t *arr = apr_table_elts(r->headers_in);
@@ -1351,17 +1351,6 @@ static void proc_read_headers(request_rec *r, proc_verdict *v)
         const char *name = e[i].key;
 
         switch (apr_tolower(*name)) {
-        case 'c':
-            if (!ap_cstr_casecmp(name, "Content-Length")) {
-                apr_off_t len;
-                char *end;
-                v->has_body |= apr_strtoff(&len, e[i].val, &end, 10)
-                               == APR_SUCCESS && !*end && len > 0;
-            }
-            else {
-                v->behind_front |= proc_is_front_header(name);
-            }
-            break;
         case 'e':
             if (!ap_cstr_casecmp(name, "Expect")) {
                 v->expects_continue = !ap_cstr_casecmp(e[i].val,
@@ -1376,15 +1365,9 @@ static void proc_read_headers(request_rec *r, proc_verdict *v)
         case 's':
             v->sec_fetch |= !ap_cstr_casecmp(name, "Sec-Fetch-Mode");
             break;
-        case 't':
-            v->has_body |= !ap_cstr_casecmp(name, "Transfer-Encoding");
-            break;
         case 'u':
             if (!ap_cstr_casecmp(name, "User-Agent")) {
                 v->user_agent = e[i].val;
-            }
-            else {
-                v->upgrade |= !ap_cstr_casecmp(name, "Upgrade");
             }
             break;
         default:
@@ -1511,16 +1494,10 @@ static const char *proc_refused(request_rec *r, const proc_dir_cfg *cfg,
     int forced;
 
     memset(v, 0, sizeof(*v));
-    if (why) {
-        return why;
+    if (why || policy == PROC_CLIENTS_ALL) {
+        return why;     /* "all": no client, front or cap test */
     }
     proc_read_headers(r, v);
-    if (v->upgrade) {
-        return "Upgrade request";
-    }
-    if (policy == PROC_CLIENTS_ALL) {
-        return NULL;    /* no client, front or cap test */
-    }
     v->prefers = proc_prefers_processing(v->prefer);
     v->family = proc_known_family(v->user_agent, v->sec_fetch);
     /* force-processing: the administrator's decision, no client or front
