@@ -763,7 +763,9 @@ CLIENTS = [
     ("links2", lambda: first(["links2", "-version"]),
      d_textbrowser(["links2", "-source"]), False, "links2 -source URL"),
     # headless browsers
-    ("chromium", lambda: first(["chromium", "--version"]), d_chromium, True,
+    # Debian's launcher script may print a shell error before the version.
+    ("chromium", lambda: first(["chromium", "--version"], r"^Chromium (\S+)",
+                               1), d_chromium, True,
      "headless --dump-dom: slow page, its script makes 7 sync XHRs"),
     ("firefox-esr", lambda: first(["firefox-esr", "--version"]), d_firefox,
      True, "headless --screenshot: slow page, its script makes 7 sync XHRs"),
