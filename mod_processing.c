@@ -105,14 +105,6 @@ APR_DECLARE_EXTERNAL_HOOK(ssl, SSL, int, pre_handshake,
 
 #define UNSET -1
 
-/* Keeps the common path of the hooks every request runs free of a stack
- * frame: what a server that loads the module but keeps it off pays. */
-#if defined(__GNUC__)
-#define PROC_NOINLINE __attribute__((noinline))
-#else
-#define PROC_NOINLINE
-#endif
-
 #define PROC_DEFAULT_INTERVAL   apr_time_from_sec(20)
 #define PROC_DEFAULT_MAX_COUNT  5
 #define PROC_MIN_INTERVAL       apr_time_from_msec(100)
@@ -1120,19 +1112,22 @@ static int proc_redirect_of_armed(const request_rec *r, const proc_conn *pc)
     return 0;
 }
 
-/* For a request where the module is on: arms now, or once the body has
- * been read (proc_body_filter), if the decision allows. */
-static PROC_NOINLINE void proc_consider(request_rec *r,
-                                        const proc_dir_cfg *cfg)
+/* First of all handlers, always declining: where the module is on, arms
+ * now, or once the body has been read (proc_body_filter), if the decision
+ * allows. */
+static int proc_handler(request_rec *r)
 {
-    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
-                                         &processing_module);
+    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
+                                                   &processing_module);
+    proc_conn *pc;
     proc_verdict v;
     const char *why;
 
-    if (proc_wd_state() == PROC_WD_OFF) {
-        return;     /* the child could not set the watchdog up */
+    /* OFF: the child could not set the watchdog up. */
+    if (cfg->enabled != 1 || proc_wd_state() == PROC_WD_OFF) {
+        return DECLINED;
     }
+    pc = ap_get_module_config(r->connection->conn_config, &processing_module);
     if (r->prev) {
         /* mod_log_config logs the last request of a redirect chain. */
         const char *sent = apr_table_get(r->prev->notes, "processing-sent");
@@ -1140,12 +1135,12 @@ static PROC_NOINLINE void proc_consider(request_rec *r,
             apr_table_setn(r->notes, "processing-sent", sent);
         }
         if (proc_redirect_of_armed(r, pc)) {
-            return;
+            return DECLINED;
         }
     }
     if ((why = proc_refused(r, cfg, &v)) != NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "not armed: %s", why);
-        return;
+        return DECLINED;
     }
     if (v.family) {
         apr_table_setn(r->notes, "processing-client", v.family->name);
@@ -1169,7 +1164,7 @@ static PROC_NOINLINE void proc_consider(request_rec *r,
         /* Complete when its head was read: the clock starts there, as the
          * client's and any proxy's own timer did. */
         proc_arm(r, pc, cfg, r->request_time);
-        return;
+        return DECLINED;
     }
     /* ap_invoke_handler() always sets a name before it runs handlers. */
     r->handler = pc->in_handler = apr_pstrdup(r->pool, r->handler
@@ -1178,18 +1173,6 @@ static PROC_NOINLINE void proc_consider(request_rec *r,
     apr_pool_cleanup_register(r->pool, r, proc_request_cleanup,
                               apr_pool_cleanup_null);
     ap_add_input_filter_handle(proc_body_filter_handle, pc, r, r->connection);
-}
-
-/* First of all handlers, always declining.  A server that loads the module
- * but keeps it off pays one test per request. */
-static int proc_handler(request_rec *r)
-{
-    const proc_dir_cfg *cfg = ap_get_module_config(r->per_dir_config,
-                                                   &processing_module);
-
-    if (cfg->enabled == 1) {
-        proc_consider(r, cfg);
-    }
     return DECLINED;
 }
 
@@ -1343,10 +1326,8 @@ static void proc_read_headers(request_rec *r, proc_verdict *v)
     const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
     int i;
 
-    /* mod_remoteip took the client address from a front's header (the
-     * same string otherwise) */
-    v->behind_front = r->useragent_ip != r->connection->client_ip
-                      && strcmp(r->useragent_ip, r->connection->client_ip);
+    /* mod_remoteip took the client address from a front's header */
+    v->behind_front = strcmp(r->useragent_ip, r->connection->client_ip) != 0;
     for (i = 0; i < arr->nelts; i++) {
         const char *name = e[i].key;
 
@@ -2063,14 +2044,17 @@ static apr_status_t proc_pause_cleanup(void *data)
 /* A subrequest or redirect r is made, before any of its phases: it pauses
  * its connection's armed TLS record.  Lookups may never run a handler, so
  * the pause ends with the last phase (fixups) or the request's pool. */
-static PROC_NOINLINE void proc_pause_for(request_rec *r)
+static int proc_create_request(request_rec *r)
 {
-    proc_conn *pc = ap_get_module_config(r->connection->conn_config,
-                                         &processing_module);
+    proc_conn *pc;
     proc_pause_mark *mark;
 
+    if (!r->main && !r->prev) {
+        return OK;
+    }
+    pc = ap_get_module_config(r->connection->conn_config, &processing_module);
     if (!pc || !pc->ssl || !pc->armed || proc_wd_state() == PROC_WD_GONE) {
-        return;
+        return OK;
     }
     mark = apr_palloc(r->pool, sizeof(*mark));
     mark->pc = pc;
@@ -2079,13 +2063,6 @@ static PROC_NOINLINE void proc_pause_for(request_rec *r)
     ap_set_module_config(r->request_config, &processing_module, mark);
     apr_pool_cleanup_register(r->pool, mark, proc_pause_cleanup,
                               apr_pool_cleanup_null);
-}
-
-static int proc_create_request(request_rec *r)
-{
-    if (r->main || r->prev) {
-        proc_pause_for(r);
-    }
     return OK;
 }
 
@@ -2119,12 +2096,20 @@ static void *proc_create_dir_cfg(apr_pool_t *p, char *dir)
     return cfg;
 }
 
-static PROC_NOINLINE void *proc_merge_both(apr_pool_t *p,
-                                           const proc_dir_cfg *base,
-                                           const proc_dir_cfg *add)
+/* httpd merges sections on every request: when one side sets nothing of
+ * ours, the result is the other side as it is (never written to). */
+static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
 {
-    proc_dir_cfg *cfg = apr_palloc(p, sizeof(*cfg));
+    const proc_dir_cfg *base = basev, *add = addv;
+    proc_dir_cfg *cfg;
 
+    if (!add->configured) {
+        return basev;
+    }
+    if (!base->configured) {
+        return addv;
+    }
+    cfg = apr_palloc(p, sizeof(*cfg));
 #define PROC_MERGE(f) cfg->f = add->f != UNSET ? add->f : base->f
     cfg->configured = 1;
     PROC_MERGE(enabled);
@@ -2136,21 +2121,6 @@ static PROC_NOINLINE void *proc_merge_both(apr_pool_t *p,
     cfg->fronts = add->fronts ? add->fronts : base->fronts;
     return cfg;
 #undef PROC_MERGE
-}
-
-/* httpd merges sections on every request: when one side sets nothing of
- * ours, the result is the other side as it is (never written to). */
-static void *proc_merge_dir_cfg(apr_pool_t *p, void *basev, void *addv)
-{
-    const proc_dir_cfg *base = basev, *add = addv;
-
-    if (!add->configured) {
-        return basev;
-    }
-    if (!base->configured) {
-        return addv;
-    }
-    return proc_merge_both(p, base, add);
 }
 
 /* Parses a duration the way httpd does (ap_timeout_parameter_parse: plain
